@@ -1,0 +1,35 @@
+# Set-up and everyday commands. Every target installs into .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-all demo bench figures clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first, from this machine's disk; an unpinned torch would pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+figures: install
+	$(PY) scripts/loss_landscape.py --out figures/loss_landscape.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache
