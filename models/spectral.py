@@ -1,0 +1,244 @@
+"""Spectral front ends: windows, an end-padded STFT and the paper's CQT (pure torch).
+
+Windows and CQT kernels are non-persistent buffers: they follow ``.to(device)`` but are
+not written to ``state_dict``, so checkpoints stay small and stay loadable when a front
+end's settings change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from nnAudio.features import CQT as _NnAudioCQT
+from torch import Tensor, nn
+
+__all__ = [
+    "CQT",
+    "STFT",
+    "cqt_frequencies",
+    "cqt_n_bins",
+    "get_window",
+    "hz_to_midi",
+    "midi_to_hz",
+]
+
+# Generalized cosine coefficients a_k: w[j] = sum_k (-1)^k a_k cos(2 pi k j / n) (periodic).
+# Values as in scipy.signal.windows.
+_COSINE_WINDOWS: dict[str, tuple[float, ...]] = {
+    "hann": (0.5, 0.5),
+    "hamming": (0.54, 0.46),
+    "blackman": (0.42, 0.50, 0.08),
+    "flattop": (0.21557895, 0.41663158, 0.277263158, 0.083578947, 0.006947368),
+    "rectangular": (1.0,),
+}
+
+
+def _check_positive_int(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def get_window(name: str, n: int) -> Tensor:
+    """Periodic (DFT-even) window of length ``n``, as ``scipy.signal.get_window(name, n)``.
+
+    ``name`` is one of "hann", "hamming", "blackman", "flattop", "rectangular".
+    w[j] = sum_k (-1)^k a_k cos(2 pi k j / n), j = 0..n-1, computed in float64.
+    Returns a Tensor (n,) of torch's default dtype (float32 unless changed).
+    """
+    if name not in _COSINE_WINDOWS:
+        raise ValueError(
+            f"window must be one of {sorted(_COSINE_WINDOWS)}, got {name!r}"
+        )
+    _check_positive_int(n, "n")
+    if n == 1:
+        return torch.ones(1)
+    phase = 2.0 * math.pi * torch.arange(n, dtype=torch.float64) / n
+    window = torch.zeros(n, dtype=torch.float64)
+    for k, a_k in enumerate(_COSINE_WINDOWS[name]):
+        window += (-1) ** k * a_k * torch.cos(k * phase)
+    return window.to(torch.get_default_dtype())
+
+
+def hz_to_midi(f: Tensor | float) -> Tensor:
+    """MIDI note number 69 + 12 log2(f / 440) of frequencies ``f`` in Hz (any shape).
+
+    DDSP's convention: 0 Hz maps to MIDI 0 (not -inf). Returns a Tensor of ``f``'s shape
+    (float64 for Python scalars).
+    """
+    f = torch.as_tensor(f, dtype=torch.float64 if not torch.is_tensor(f) else None)
+    safe = torch.where(f > 0, f, torch.ones_like(f))
+    midi = 69.0 + 12.0 * torch.log2(safe / 440.0)
+    return torch.where(f > 0, midi, torch.zeros_like(midi))
+
+
+def midi_to_hz(m: Tensor | float) -> Tensor:
+    """Frequency 440 * 2^((m - 69) / 12) in Hz of MIDI numbers ``m`` (any shape).
+
+    Returns a Tensor of ``m``'s shape (float64 for Python scalars).
+    """
+    m = torch.as_tensor(m, dtype=torch.float64 if not torch.is_tensor(m) else None)
+    return 440.0 * torch.pow(2.0, (m - 69.0) / 12.0)
+
+
+def cqt_n_bins(sample_rate: int = 16000, fmin: float = 32.7, bins_per_semitone: int = 3) -> int:
+    """Number of CQT bins below Nyquist: bins_per_semitone * floor(12 log2((sr / 2) / fmin)).
+
+    285 at 16 kHz with the defaults.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    if not 0 < fmin < sample_rate / 2:
+        raise ValueError(f"fmin must be in (0, sample_rate / 2), got {fmin!r}")
+    _check_positive_int(bins_per_semitone, "bins_per_semitone")
+    return bins_per_semitone * math.floor(12.0 * math.log2((sample_rate / 2) / fmin))
+
+
+def cqt_frequencies(
+    sample_rate: int = 16000,
+    fmin: float = 32.7,
+    bins_per_semitone: int = 3,
+    n_bins: int | None = None,
+) -> Tensor:
+    """Centre frequencies in Hz of the CQT bins: fmin * 2^(q / (12 bins_per_semitone)).
+
+    ``n_bins`` defaults to ``cqt_n_bins(sample_rate, fmin, bins_per_semitone)``.
+    Returns a float64 Tensor (Q,); the last entry is about 7.75 kHz at the defaults.
+    """
+    if n_bins is None:
+        n_bins = cqt_n_bins(sample_rate, fmin, bins_per_semitone)
+    _check_positive_int(n_bins, "n_bins")
+    _check_positive_int(bins_per_semitone, "bins_per_semitone")
+    q = torch.arange(n_bins, dtype=torch.float64)
+    return fmin * torch.pow(2.0, q / (12 * bins_per_semitone))
+
+
+class STFT(nn.Module):
+    """Magnitude STFT, not centered, zero-padded at the end (TF's ``pad_end=True``).
+
+    A signal of N samples gives n_frames = ceil(N / hop_length) frames; it is padded to
+    (n_frames - 1) * hop_length + n_fft samples. ``normalized`` divides by sqrt(n_fft)
+    (torch's ``normalized=True``).
+    """
+
+    window: Tensor
+
+    def __init__(
+        self,
+        n_fft: int,
+        hop_length: int,
+        window: str = "hann",
+        normalized: bool = True,
+        sample_rate: int = 16000,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(n_fft, "n_fft")
+        _check_positive_int(hop_length, "hop_length")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.normalized = normalized
+        self.sample_rate = sample_rate
+        self.register_buffer("window", get_window(window, n_fft), persistent=False)
+
+    @property
+    def n_bins(self) -> int:
+        """F = n_fft // 2 + 1."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def frequencies(self) -> Tensor:
+        """Bin centre frequencies k * sample_rate / n_fft in Hz, Tensor (F,), window's dtype/device."""
+        k = torch.arange(self.n_bins, dtype=torch.float64, device=self.window.device)
+        return (k * self.sample_rate / self.n_fft).to(self.window.dtype)
+
+    def n_frames(self, n_samples: int) -> int:
+        """ceil(n_samples / hop_length)."""
+        return -(-n_samples // self.hop_length)
+
+    def complex_spectrum(self, audio: Tensor) -> Tensor:
+        """Complex STFT of ``audio`` (B, N): Tensor (B, n_frames, F), complex."""
+        if audio.ndim != 2:
+            raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
+        n_samples = audio.shape[-1]
+        if n_samples == 0:
+            raise ValueError("audio must have at least one sample, got N = 0")
+        padded = (self.n_frames(n_samples) - 1) * self.hop_length + self.n_fft
+        audio = nn.functional.pad(audio, (0, padded - n_samples))
+        spec = torch.stft(
+            audio,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window=self.window.to(audio.dtype),
+            center=False,
+            normalized=self.normalized,
+            onesided=True,
+            return_complex=True,
+        )
+        return spec.transpose(-1, -2)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """Magnitude |STFT| of ``audio`` (B, N): Tensor (B, n_frames, F).
+
+        The gradient of |z| at z = 0 is 0 (torch's complex abs), so silence is safe.
+        """
+        return self.complex_spectrum(audio).abs()
+
+
+class CQT(nn.Module):
+    """The paper's CQT: nnAudio ``CQT1992v2``, centered, constant padding, magnitude.
+
+    Kernels are non-persistent buffers (not in ``state_dict``); built on CPU, they follow
+    ``.to(device)``. ``forward(audio (B, N)) -> (B, 1 + N // hop_length, Q)``.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        fmin: float = 32.7,
+        bins_per_semitone: int = 3,
+        n_bins: int | None = None,
+        hop_length: int = 256,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(hop_length, "hop_length")
+        if n_bins is None:
+            n_bins = cqt_n_bins(sample_rate, fmin, bins_per_semitone)
+        freqs = cqt_frequencies(sample_rate, fmin, bins_per_semitone, n_bins)
+        if freqs[-1] >= sample_rate / 2:
+            raise ValueError(
+                f"n_bins={n_bins} puts the top CQT bin at {float(freqs[-1]):.1f} Hz, above "
+                f"Nyquist ({sample_rate / 2} Hz); reduce n_bins"
+            )
+        self.sample_rate = sample_rate
+        self.fmin = fmin
+        self.bins_per_semitone = bins_per_semitone
+        self.n_bins = n_bins
+        self.hop_length = hop_length
+        self.cqt = _NnAudioCQT(
+            sr=sample_rate,
+            hop_length=hop_length,
+            fmin=fmin,
+            n_bins=n_bins,
+            bins_per_octave=12 * bins_per_semitone,
+            center=True,
+            pad_mode="constant",
+            output_format="Magnitude",
+            verbose=False,
+        )
+        for name, buffer in list(self.cqt.named_buffers(recurse=False)):
+            self.cqt.register_buffer(name, buffer, persistent=False)
+        self.register_buffer("_frequencies", freqs.to(torch.get_default_dtype()), persistent=False)
+
+    @property
+    def frequencies(self) -> Tensor:
+        """Bin centre frequencies in Hz, Tensor (Q,) (see ``cqt_frequencies``)."""
+        return self._frequencies
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """CQT magnitude of ``audio`` (B, N): Tensor (B, 1 + N // hop_length, Q)."""
+        if audio.ndim != 2:
+            raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
+        return self.cqt(audio).transpose(-1, -2)

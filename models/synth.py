@@ -1,0 +1,238 @@
+"""DDSP harmonic synthesizer (frozen, no parameters) and its control helpers.
+
+Controls (upsampling, Nyquist masking) are kept apart from the DSP (oscillator bank,
+FIR roll-off), as in magenta/ddsp. Frame-rate controls are (B, T, C); audio-rate
+controls are (B, N, C); audio is (B, N). Frequencies are in Hz.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "HarmonicSynth",
+    "fft_convolve_zero_phase",
+    "frequency_sampling_fir",
+    "harmonic_oscillator_bank",
+    "remove_above_nyquist",
+    "roll_off_magnitudes",
+    "upsample_linear",
+    "upsample_with_windows",
+]
+
+
+def _periodic_hann(n: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
+    # Computed in float64 (models.spectral.get_window returns the default dtype).
+    j = torch.arange(n, dtype=torch.float64, device=device)
+    return torch.sin(math.pi * j / n).pow(2).to(dtype)
+
+
+def _check_frames(x: Tensor, n_samples: int, name: str) -> None:
+    if x.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, T, C), got {tuple(x.shape)}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one frame, got T = 0")
+
+
+def upsample_with_windows(x: Tensor, n_samples: int) -> Tensor:
+    """Upsample frame controls by overlap-adding Hann windows (DDSP, ``add_endpoint=True``).
+
+    x: (B, T, C). The last frame is appended once more (T + 1 frames), hop = n_samples / T,
+    each frame is multiplied by a periodic Hann window of 2 * hop samples, the frames are
+    overlap-added with that hop and hop samples are trimmed at both ends. Since the rising and
+    falling halves of the window sum to 1, output block t (samples t*hop .. (t+1)*hop - 1) is
+    x[t] * w[hop + j] + x[t + 1] * w[j], j = 0..hop-1: a raised-cosine crossfade from frame t
+    to frame t + 1. Requires n_samples % T == 0. Returns (B, n_samples, C), x's dtype.
+    """
+    _check_frames(x, n_samples, "x")
+    n_frames = x.shape[1]
+    if n_samples % n_frames != 0:
+        raise ValueError(
+            f"n_samples ({n_samples}) must be a multiple of the number of frames T ({n_frames})"
+        )
+    hop = n_samples // n_frames
+    window = _periodic_hann(2 * hop, x.dtype, x.device)
+    rise, fall = window[:hop], window[hop:]
+    x_end = torch.cat([x, x[:, -1:, :]], dim=1)
+    blocks = (
+        x_end[:, :-1, None, :] * fall[None, None, :, None]
+        + x_end[:, 1:, None, :] * rise[None, None, :, None]
+    )
+    return blocks.reshape(x.shape[0], n_samples, x.shape[2])
+
+
+def upsample_linear(x: Tensor, n_samples: int) -> Tensor:
+    """Upsample frame controls by linear interpolation (``F.interpolate``, align_corners=False).
+
+    x: (B, T, C) -> (B, n_samples, C); frame t sits at sample (t + 0.5) * n_samples / T - 0.5,
+    samples before the first / after the last frame centre hold the edge value.
+    """
+    _check_frames(x, n_samples, "x")
+    y = nn.functional.interpolate(
+        x.transpose(1, 2), size=n_samples, mode="linear", align_corners=False
+    )
+    return y.transpose(1, 2)
+
+
+def remove_above_nyquist(amplitudes: Tensor, frequencies: Tensor, sample_rate: float) -> Tensor:
+    """Zero the amplitudes of partials at or above Nyquist.
+
+    amplitudes and frequencies (Hz) broadcast against each other, e.g. (B, N, K) each.
+    Returns amplitudes where frequencies < sample_rate / 2, else 0 (broadcast shape).
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    return torch.where(
+        frequencies >= sample_rate / 2.0, torch.zeros_like(amplitudes), amplitudes
+    )
+
+
+def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: float) -> Tensor:
+    """Sum of harmonic sinusoids at audio rate: y[n] = sum_k a_k[n] sin(k * phi[n]).
+
+    f0_hz: (B, N, 1) fundamental in Hz at audio rate; amplitudes: (B, N, K) for harmonics
+    k = 1..K (mask above-Nyquist partials beforehand). phi[n] = sum_{m<=n} 2 pi f0[m] / sr,
+    so the first sample already has phase 2 pi f0[0] / sr. phi is accumulated in float64 and
+    k * phi is wrapped to [0, 2 pi) in float64 before the cast back to f0_hz's dtype, so long
+    signals keep their phase; gradients flow to f0_hz and amplitudes.
+    Returns (B, N) in the promoted dtype of the inputs.
+    """
+    if f0_hz.ndim != 3 or f0_hz.shape[-1] != 1:
+        raise ValueError(f"f0_hz must have shape (B, N, 1), got {tuple(f0_hz.shape)}")
+    if amplitudes.ndim != 3 or amplitudes.shape[:2] != f0_hz.shape[:2]:
+        raise ValueError(
+            f"amplitudes must have shape (B, N, K) with (B, N) = {tuple(f0_hz.shape[:2])}, "
+            f"got {tuple(amplitudes.shape)}"
+        )
+    two_pi = 2.0 * math.pi
+    omega = f0_hz.to(torch.float64) * (two_pi / sample_rate)
+    phase = torch.remainder(torch.cumsum(omega, dim=1), two_pi)
+    k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=torch.float64)
+    harmonic_phase = torch.remainder(phase * k, two_pi).to(f0_hz.dtype)
+    return (amplitudes * torch.sin(harmonic_phase)).sum(dim=-1)
+
+
+def roll_off_magnitudes(
+    n_bands: int = 65, sample_rate: int = 16000, roll_off_hz: float = 500.0
+) -> Tensor:
+    """Magnitude response flat below ``roll_off_hz`` and -6 dB per octave above.
+
+    Bands at f_i = i * (sample_rate / 2) / (n_bands - 1), i = 0..n_bands-1 (0 .. Nyquist);
+    mag_i = min(1, roll_off_hz / f_i) (1 at DC). Returns float64 Tensor (n_bands,).
+    """
+    if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
+        raise ValueError(f"n_roll_off_bands must be an integer >= 2, got {n_bands!r}")
+    if roll_off_hz <= 0:
+        raise ValueError(f"roll_off_hz must be positive, got {roll_off_hz!r}")
+    freqs = torch.linspace(0.0, sample_rate / 2.0, n_bands, dtype=torch.float64)
+    ratio = roll_off_hz / torch.where(freqs > 0, freqs, torch.ones_like(freqs))
+    return torch.where(freqs > roll_off_hz, ratio, torch.ones_like(freqs))
+
+
+def frequency_sampling_fir(magnitudes: Tensor) -> Tensor:
+    """Windowed frequency-sampling FIR (DDSP ``frequency_impulse_response``, window_size=0).
+
+    magnitudes: (F,) zero-phase magnitude response on F bands from 0 to Nyquist.
+    h = irfft(magnitudes) (length L = 2 (F - 1), zero-phase form), multiplied by a periodic
+    Hann window of length L put in zero-phase form (fftshift), then fftshifted to causal form.
+    The result is symmetric about index L // 2 (linear phase, group delay L // 2 samples).
+    Returns (L,), magnitudes' dtype.
+    """
+    if magnitudes.ndim != 1 or magnitudes.shape[0] < 2:
+        raise ValueError(f"magnitudes must have shape (F,) with F >= 2, got {tuple(magnitudes.shape)}")
+    ir = torch.fft.irfft(magnitudes.to(torch.complex128))
+    window = torch.fft.fftshift(_periodic_hann(ir.shape[-1], torch.float64, ir.device))
+    return torch.fft.fftshift(ir * window).to(magnitudes.dtype)
+
+
+def fft_convolve_zero_phase(audio: Tensor, impulse_response: Tensor) -> Tensor:
+    """Convolve ``audio`` (B, N) with a causal linear-phase FIR (L,) and remove its delay.
+
+    y = (audio * h)[L // 2 : L // 2 + N] (full linear convolution by FFT), so a filter
+    symmetric about L // 2 (as from ``frequency_sampling_fir``) adds no delay.
+    (DDSP crops from (L - 1) // 2 - 1, which leaves a 2-sample delay for even L.)
+    Returns (B, N), audio's dtype.
+    """
+    if audio.ndim != 2:
+        raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
+    if impulse_response.ndim != 1:
+        raise ValueError(f"impulse_response must have shape (L,), got {tuple(impulse_response.shape)}")
+    n_samples, ir_size = audio.shape[-1], impulse_response.shape[-1]
+    fft_size = 1 << (n_samples + ir_size - 2).bit_length()
+    spectrum = torch.fft.rfft(audio, n=fft_size) * torch.fft.rfft(
+        impulse_response.to(audio.dtype), n=fft_size
+    )
+    full = torch.fft.irfft(spectrum, n=fft_size)
+    start = ir_size // 2
+    return full[..., start : start + n_samples]
+
+
+class HarmonicSynth(nn.Module):
+    """Frozen DDSP harmonic synthesizer: frame controls -> audio (no trainable parameters).
+
+    forward(amplitudes (B, T, K), f0_hz (B, T, 1)) -> audio (B, n_samples):
+    amplitudes are upsampled with overlapping Hann windows, f0 linearly; harmonic k has
+    frequency k * f0 (k = 1..K) and is silenced at audio rate where k * f0 >= sr / 2;
+    y[n] = sum_k a_k[n] sin(k phi[n]), phi = cumsum(2 pi f0 / sr). With ``roll_off`` the
+    sum is filtered by a zero-delay FIR of response min(1, roll_off_hz / f) (-6 dB/octave
+    above roll_off_hz) sampled on ``n_roll_off_bands`` bands over 0 .. sr / 2.
+    """
+
+    impulse_response: Tensor
+
+    def __init__(
+        self,
+        n_samples: int = 4096,
+        sample_rate: int = 16000,
+        roll_off: bool = False,
+        roll_off_hz: float = 500.0,
+        n_roll_off_bands: int = 65,
+    ) -> None:
+        super().__init__()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        self.n_samples = n_samples
+        self.sample_rate = sample_rate
+        self.roll_off = roll_off
+        magnitudes = roll_off_magnitudes(n_roll_off_bands, sample_rate, roll_off_hz)
+        if roll_off:
+            ir = frequency_sampling_fir(magnitudes).to(torch.get_default_dtype())
+            self.register_buffer("impulse_response", ir, persistent=False)
+            self.roll_off_hz = roll_off_hz
+            self.n_roll_off_bands = n_roll_off_bands
+
+    def extra_repr(self) -> str:
+        text = f"n_samples={self.n_samples}, sample_rate={self.sample_rate}, roll_off={self.roll_off}"
+        if self.roll_off:
+            text += f", roll_off_hz={self.roll_off_hz}, n_roll_off_bands={self.n_roll_off_bands}"
+        return text
+
+    def forward(self, amplitudes: Tensor, f0_hz: Tensor) -> Tensor:
+        """Synthesize (B, n_samples) audio from amplitudes (B, T, K) and f0_hz (B, T, 1) in Hz.
+
+        T must divide n_samples (hop = n_samples / T samples per frame).
+        """
+        if amplitudes.ndim != 3:
+            raise ValueError(f"amplitudes must have shape (B, T, K), got {tuple(amplitudes.shape)}")
+        if f0_hz.ndim != 3 or f0_hz.shape[-1] != 1:
+            raise ValueError(f"f0_hz must have shape (B, T, 1), got {tuple(f0_hz.shape)}")
+        if amplitudes.shape[:2] != f0_hz.shape[:2]:
+            raise ValueError(
+                f"amplitudes (B, T) = {tuple(amplitudes.shape[:2])} must match "
+                f"f0_hz (B, T) = {tuple(f0_hz.shape[:2])}"
+            )
+        amplitudes_audio = upsample_with_windows(amplitudes, self.n_samples)
+        f0_audio = upsample_linear(f0_hz, self.n_samples)
+        k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=f0_hz.dtype)
+        amplitudes_audio = remove_above_nyquist(amplitudes_audio, f0_audio * k, self.sample_rate)
+        audio = harmonic_oscillator_bank(f0_audio, amplitudes_audio, self.sample_rate)
+        if self.roll_off:
+            audio = fft_convolve_zero_phase(audio, self.impulse_response)
+        return audio

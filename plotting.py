@@ -1,0 +1,72 @@
+"""Figures a researcher looks at: spectra of target vs resynthesis, predicted vs true f0."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def power_spectrum_db(audio: torch.Tensor, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hann-windowed power spectrum of each row of audio (B, N) -> (freqs (F,) Hz, dB (B, F))."""
+    x = np.asarray(audio, dtype=np.float64)
+    window = np.hanning(x.shape[-1])
+    spectrum = np.abs(np.fft.rfft(x * window, axis=-1)) ** 2 / np.sum(window**2)
+    freqs = np.fft.rfftfreq(x.shape[-1], 1.0 / sample_rate)
+    return freqs, 10.0 * np.log10(np.maximum(spectrum, 1e-10))
+
+
+def spectra_figure(target: torch.Tensor, resynthesis: torch.Tensor, sample_rate: int) -> Figure:
+    """One panel per example: target and resynthesis power spectra (dB) on a log-frequency axis."""
+    n = target.shape[0]
+    figure, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n), squeeze=False)
+    freqs, target_db = power_spectrum_db(target, sample_rate)
+    _, resynthesis_db = power_spectrum_db(resynthesis, sample_rate)
+    for i, axis in enumerate(axes[:, 0]):
+        axis.plot(freqs[1:], target_db[i, 1:], label="target", lw=1.0)
+        axis.plot(freqs[1:], resynthesis_db[i, 1:], label="resynthesis", lw=1.0, alpha=0.8)
+        axis.set_xscale("log")
+        axis.set_ylim(max(target_db[i].max(), resynthesis_db[i].max()) - 90, None)
+        axis.set_ylabel("power (dB)")
+        axis.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("frequency (Hz)")
+    figure.tight_layout()
+    return figure
+
+
+def f0_scatter_figure(predicted_hz: np.ndarray, true_hz: np.ndarray, title: str = "") -> Figure:
+    """Per-frame predicted against true f0 (log-log), with the identity and octave lines."""
+    predicted = np.asarray(predicted_hz, dtype=np.float64).ravel()
+    true = np.broadcast_to(np.asarray(true_hz, dtype=np.float64), np.shape(predicted_hz)).ravel()
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(true, predicted, s=3, alpha=0.3)
+    lo = min(true.min(), predicted.min()) * 0.9
+    hi = max(true.max(), predicted.max()) * 1.1
+    line = np.array([lo, hi])
+    axis.plot(line, line, "k-", lw=0.8, label="identity")
+    axis.plot(line, 2 * line, "k:", lw=0.8, label="octave errors")
+    axis.plot(line, line / 2, "k:", lw=0.8)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlim(lo, hi)
+    axis.set_ylim(lo, hi)
+    axis.set_xlabel("true f0 (Hz)")
+    axis.set_ylabel("predicted f0 (Hz)")
+    axis.set_title(title)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def log_figure(logger: Logger, name: str, figure: Figure, step: int) -> None:
+    """Send a figure to loggers that store images (W&B, TensorBoard); others keep the PNG only."""
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=name, images=[figure], step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_figure(name, figure, global_step=step, close=False)

@@ -1,0 +1,144 @@
+"""Crash safety and clear errors shared by the entry points.
+
+- `atomic_write_bytes/text`: write to a temporary file beside the target, fsync, then
+  `os.replace`, so a kill never leaves a truncated file where a good one was.
+- `AtomicCheckpointIO`: Lightning checkpoints written the same way.
+- `RNGStateCallback`: saves and restores the torch/numpy/python RNG states in checkpoints,
+  so that a resumed CPU run continues with the random stream it would have had.
+- `run_cli_main`: runs an entry point; user mistakes end with one line on stderr, exit 2,
+  and no traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in the user's input: reported as one line, without a traceback."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint IO that never leaves a truncated checkpoint where a good one was."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        atomic_torch_save(checkpoint, path)
+
+
+class RNGStateCallback(Callback):
+    """Stores the global RNG states in each checkpoint and restores them on resume."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        np.random.set_state(state_dict["numpy"])
+        random.setstate(state_dict["python"])
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        return None
+
+
+def one_line(message: object) -> str:
+    """First non-empty line of a message, stripped."""
+    for line in str(message).splitlines():
+        if line.strip():
+            return line.strip()
+    return str(message).strip() or "unknown error"
+
+
+def describe_os_error(error: OSError) -> str | None:
+    """A one-line explanation for disk errors a user can fix, else None."""
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device{where}: free some space or write elsewhere"
+    if error.errno == errno.EROFS:
+        return f"the file system is read-only{where}: choose a writable output directory"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}: choose a directory you can write to"
+    if error.errno == errno.ENOENT:
+        return f"file not found{where}: check the path"
+    return None
+
+
+def run_cli_main(
+    main: Callable[[], Any], known_errors: tuple[type[BaseException], ...] = ()
+) -> None:
+    """Run an entry point; user mistakes exit 2 with one line on stderr and no traceback.
+
+    ``UserError``, ``ValueError`` (raised by our constructors for bad settings) and the given
+    ``known_errors`` are user mistakes; disk-full, read-only and permission errors are too.
+    Anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from jsonargparse import ArgumentError
+
+    program = Path(sys.argv[0]).name
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (UserError, ValueError, ArgumentError, *known_errors) as error:
+        print(f"{program}: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as error:
+        described = describe_os_error(error)
+        if described is None:
+            raise
+        print(f"{program}: error: {described}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

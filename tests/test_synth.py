@@ -1,0 +1,253 @@
+"""HarmonicSynth and its control helpers against float64 NumPy references.
+
+Shapes: amplitudes (B, T, K), f0 (B, T, 1) in Hz, audio (B, N); sample rate 16 kHz.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from models.synth import (
+    HarmonicSynth,
+    fft_convolve_zero_phase,
+    frequency_sampling_fir,
+    remove_above_nyquist,
+    roll_off_magnitudes,
+    upsample_linear,
+    upsample_with_windows,
+)
+
+SR = 16000
+
+
+def numpy_sinusoids(amps: np.ndarray, f0: float, n_samples: int, sr: int = SR) -> np.ndarray:
+    """Closed form for constant controls: sum_k a_k sin(2 pi k f0 (n + 1) / sr), k f0 < sr / 2.
+
+    amps (K,) -> (n_samples,) float64.
+    """
+    n = np.arange(1, n_samples + 1, dtype=np.float64)
+    out = np.zeros(n_samples)
+    for k, a in enumerate(amps, start=1):
+        if k * f0 < sr / 2:
+            out += a * np.sin(2 * np.pi * k * f0 * n / sr)
+    return out
+
+
+def numpy_ola_upsample(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Literal DDSP overlap-add: x (T, C) -> (n_samples, C), float64."""
+    n_frames = x.shape[0]
+    hop = n_samples // n_frames
+    window = scipy.signal.get_window("hann", 2 * hop)  # periodic
+    frames = np.concatenate([x, x[-1:]], axis=0)
+    out = np.zeros(((n_frames + 2) * hop, x.shape[1]))
+    for t in range(n_frames + 1):
+        out[t * hop : t * hop + 2 * hop] += window[:, None] * frames[t][None, :]
+    return out[hop:-hop]
+
+
+def numpy_linear_upsample(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Half-pixel-centred linear interpolation: x (T, C) -> (n_samples, C), float64."""
+    n_frames = x.shape[0]
+    centres = (np.arange(n_frames) + 0.5) * n_samples / n_frames - 0.5
+    n = np.arange(n_samples)
+    return np.stack([np.interp(n, centres, x[:, c]) for c in range(x.shape[1])], axis=1)
+
+
+def numpy_synth(amps: np.ndarray, f0: np.ndarray, n_samples: int, sr: int = SR) -> np.ndarray:
+    """Float64 reference of the whole synth: amps (T, K), f0 (T, 1) -> (n_samples,)."""
+    a = numpy_ola_upsample(amps, n_samples)
+    f = numpy_linear_upsample(f0, n_samples)[:, 0]
+    phase = np.cumsum(2 * np.pi * f / sr)
+    out = np.zeros(n_samples)
+    for k in range(1, amps.shape[1] + 1):
+        out += np.where(k * f < sr / 2, a[:, k - 1], 0.0) * np.sin(k * phase)
+    return out
+
+
+def constant_controls(amps: list[float], f0: float, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.tensor(amps, dtype=torch.float32).expand(1, n_frames, len(amps)).clone()
+    f = torch.full((1, n_frames, 1), f0, dtype=torch.float32)
+    return a, f
+
+
+@pytest.mark.parametrize("f0", [55.0, 440.0, 1234.5, 1950.0])
+def test_constant_controls_match_closed_form(f0: float) -> None:
+    amps = [1.0, 0.5, 0.8, 0.4, 0.9, 0.6, 0.7, 0.45]
+    a, f = constant_controls(amps, f0, 16)
+    audio = HarmonicSynth(n_samples=4096)(a, f)  # (1, 4096)
+    assert audio.shape == (1, 4096)
+    ref = numpy_sinusoids(np.array(amps), f0, 4096)
+    np.testing.assert_allclose(audio[0].numpy(), ref, atol=5e-5)
+
+
+def test_four_second_tone_keeps_phase() -> None:
+    """64000 samples, 250 frames (hop 256), float32: phase accumulated in float64."""
+    amps = [0.9, 0.5, 0.3, 0.7]
+    a, f = constant_controls(amps, 1777.7, 250)
+    audio = HarmonicSynth(n_samples=64000)(a, f)
+    ref = numpy_sinusoids(np.array(amps), float(f[0, 0, 0]), 64000)  # f0 as stored in float32
+    assert np.abs(audio[0].numpy() - ref).max() < 1e-3
+
+
+def test_time_varying_controls_match_numpy_pipeline() -> None:
+    """Vibrato f0 and fading amplitudes over 4 s against a float64 NumPy synth."""
+    rng = np.random.default_rng(0)
+    n_frames, n_samples, k = 250, 64000, 6
+    t = np.arange(n_frames) / n_frames
+    f0 = (600.0 + 400.0 * np.sin(2 * np.pi * 3 * t))[:, None]  # (T, 1) Hz, 200..1000
+    amps = rng.uniform(0.0, 1.0, size=(n_frames, k)) * (1 - t)[:, None]  # (T, K)
+    audio = HarmonicSynth(n_samples=n_samples)(
+        torch.tensor(amps[None], dtype=torch.float32), torch.tensor(f0[None], dtype=torch.float32)
+    )
+    ref = numpy_synth(amps, f0, n_samples)
+    assert np.abs(audio[0].numpy() - ref).max() < 2e-3
+
+
+def test_partials_above_nyquist_are_silent() -> None:
+    """f0 = 3 kHz, K = 5: 9, 12, 15 kHz are dropped, not aliased to 7, 4, 1 kHz."""
+    a, f = constant_controls([1.0] * 5, 3000.0, 16)
+    audio = HarmonicSynth(n_samples=4096)(a, f)[0].double().numpy()
+    spectrum = np.abs(np.fft.rfft(audio)) / (4096 / 2)  # bins of 3.90625 Hz, exact here
+    bin_of = lambda hz: int(round(hz * 4096 / SR))  # noqa: E731
+    assert spectrum[bin_of(3000)] == pytest.approx(1.0, abs=1e-3)
+    assert spectrum[bin_of(6000)] == pytest.approx(1.0, abs=1e-3)
+    for alias_hz in (7000, 4000, 1000):
+        assert spectrum[bin_of(alias_hz)] < 1e-4
+    assert np.sum(spectrum**2) == pytest.approx(2.0, rel=1e-3)  # only two unit partials
+
+
+def test_remove_above_nyquist_is_inclusive() -> None:
+    amps = torch.ones(1, 3, 4)  # (B, N, K)
+    freqs = torch.tensor([[[100.0, 7999.0, 8000.0, 9000.0]]]).expand(1, 3, 4)
+    out = remove_above_nyquist(amps, freqs, SR)
+    assert out.shape == (1, 3, 4)
+    assert torch.equal(out[0, 0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+
+
+def test_upsample_with_windows_constant_and_step() -> None:
+    const = torch.full((2, 16, 3), 0.7)  # (B, T, C)
+    up = upsample_with_windows(const, 4096)
+    assert up.shape == (2, 4096, 3)
+    torch.testing.assert_close(up, torch.full_like(up, 0.7), atol=1e-6, rtol=0)
+
+    step = np.zeros((16, 2))
+    step[8:, 0] = 1.0
+    step[5:, 1] = np.linspace(0.2, 0.9, 11)
+    up = upsample_with_windows(torch.tensor(step[None]), 4096)[0].numpy()  # float64
+    np.testing.assert_allclose(up, numpy_ola_upsample(step, 4096), rtol=0, atol=1e-12)
+    # The step rises over exactly one hop (256 samples), monotonically, from 0 to 1.
+    column = up[:, 0]
+    assert np.all(np.diff(column) >= -1e-12)
+    assert np.all(column[: 7 * 256 + 1] < 1e-12) and np.all(column[8 * 256 :] > 1 - 1e-12)
+    assert np.abs(np.diff(column)).max() < 2 * np.pi / (2 * 256)  # raised-cosine slope bound
+
+
+def test_upsample_linear_matches_half_pixel_interp() -> None:
+    x = np.random.default_rng(1).normal(size=(16, 2))
+    up = upsample_linear(torch.tensor(x[None]), 4096)
+    assert up.shape == (1, 4096, 2)
+    np.testing.assert_allclose(up[0].numpy(), numpy_linear_upsample(x, 4096), rtol=0, atol=1e-12)
+
+
+def _tone_gain_db(f0: float) -> float:
+    """Gain of the roll-off in dB at f0: steady-state RMS ratio of filtered / plain tone."""
+    a, f = constant_controls([1.0], f0, 16)
+    wet = HarmonicSynth(roll_off=True)(a, f)[0, 512:-512].double()
+    dry = HarmonicSynth(roll_off=False)(a, f)[0, 512:-512].double()
+    return float(20 * torch.log10(wet.pow(2).mean().sqrt() / dry.pow(2).mean().sqrt()))
+
+
+@pytest.mark.parametrize(("f0", "expected_db"), [(250.0, 0.0), (2000.0, -12.04), (4000.0, -18.06)])
+def test_roll_off_magnitude_response(f0: float, expected_db: float) -> None:
+    assert _tone_gain_db(f0) == pytest.approx(expected_db, abs=1.0)
+
+
+def test_roll_off_adds_no_delay() -> None:
+    synth = HarmonicSynth(roll_off=True)
+    ir = synth.impulse_response  # (128,)
+    assert ir.shape == (128,)
+    torch.testing.assert_close(ir[1:], ir[1:].flip(0))  # symmetric about 64: linear phase
+    noise = torch.randn(1, 4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = fft_convolve_zero_phase(noise, ir.double())
+    x, y = noise[0].numpy(), out[0].numpy()
+    lags = np.arange(-20, 21)
+    xcorr = [np.dot(y[max(0, l) : 4096 + min(0, l)], x[max(0, -l) : 4096 - max(0, l)]) for l in lags]
+    assert lags[int(np.argmax(xcorr))] == 0
+    full = np.convolve(x, ir.double().numpy())  # (N + 127,)
+    np.testing.assert_allclose(y, full[64 : 64 + 4096], atol=1e-10)
+
+
+def test_roll_off_synth_is_filtered_plain_synth() -> None:
+    a = torch.rand(2, 16, 20, generator=torch.Generator().manual_seed(3))
+    f = 40 + 1900 * torch.rand(2, 16, 1, generator=torch.Generator().manual_seed(4))
+    wet = HarmonicSynth(roll_off=True)
+    dry = HarmonicSynth(roll_off=False)(a, f)
+    torch.testing.assert_close(wet(a, f), fft_convolve_zero_phase(dry, wet.impulse_response))
+
+
+def test_fir_matches_numpy_design() -> None:
+    mags = roll_off_magnitudes(65, SR, 500.0)
+    freqs = np.linspace(0, SR / 2, 65)
+    np.testing.assert_allclose(mags.numpy(), np.minimum(1.0, 500.0 / np.maximum(freqs, 1e-9)))
+    ir = np.fft.irfft(mags.numpy()) * np.fft.fftshift(scipy.signal.get_window("hann", 128))
+    np.testing.assert_allclose(frequency_sampling_fir(mags).numpy(), np.fft.fftshift(ir), rtol=0, atol=1e-14)
+
+
+def test_no_parameters_and_buffers_not_saved() -> None:
+    synth = HarmonicSynth(roll_off=True)
+    assert list(synth.parameters()) == []
+    assert synth.state_dict() == {}
+    moved = synth.to(torch.float64)
+    assert moved.impulse_response.dtype == torch.float64
+    a, f = constant_controls([1.0, 0.5], 300.0, 16)
+    assert moved(a.double(), f.double()).dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda() -> None:
+    synth = HarmonicSynth(roll_off=True).to("cuda")
+    assert synth.impulse_response.device.type == "cuda"
+    a, f = constant_controls([1.0, 0.5], 300.0, 16)
+    out = synth(a.cuda(), f.cuda())
+    torch.testing.assert_close(out.cpu(), HarmonicSynth(roll_off=True)(a, f), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("roll_off", [False, True])
+def test_gradcheck_float64(roll_off: bool) -> None:
+    """Tiny case: B=1, T=2, N=8 -> hop 4, K=3, all partials below Nyquist."""
+    synth = HarmonicSynth(n_samples=8, roll_off=roll_off).to(torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    f = (300 + 900 * torch.rand(1, 2, 1, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(synth, (a, f), eps=1e-6, atol=1e-5)
+
+
+def test_gradients_finite_at_paper_size() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 16, 20, generator=gen, requires_grad=True)
+    f = (40 + 1910 * torch.rand(4, 16, 1, generator=gen)).requires_grad_()
+    HarmonicSynth(roll_off=True)(a, f).pow(2).sum().backward()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(f.grad).all()
+    assert f.grad.abs().sum() > 0 and a.grad.abs().sum() > 0
+
+
+def test_bad_arguments_raise() -> None:
+    synth = HarmonicSynth()
+    a, f = constant_controls([1.0], 300.0, 16)
+    with pytest.raises(ValueError, match="n_samples"):
+        HarmonicSynth(n_samples=0)
+    with pytest.raises(ValueError, match="sample_rate"):
+        HarmonicSynth(sample_rate=-1)
+    with pytest.raises(ValueError, match="roll_off_hz"):
+        HarmonicSynth(roll_off=True, roll_off_hz=0.0)
+    with pytest.raises(ValueError, match="must match"):
+        synth(a, f[:, :8])
+    with pytest.raises(ValueError, match="amplitudes"):
+        synth(a[0], f)
+    with pytest.raises(ValueError, match="f0_hz"):
+        synth(a, f[..., 0])
+    with pytest.raises(ValueError, match="multiple"):
+        synth(a[:, :15], f[:, :15])
