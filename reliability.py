@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback
 
 EXIT_USER_ERROR = 2
 
@@ -78,19 +78,27 @@ class RNGStateCallback(Callback):
     """Stores the global RNG states in each checkpoint and restores them on resume."""
 
     def state_dict(self) -> dict[str, Any]:
+        # plain tensors and numbers only, so checkpoints load with torch.load(weights_only=True)
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
         return {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                       "gauss_next": gauss_next},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         torch.set_rng_state(state_dict["torch"])
-        np.random.set_state(state_dict["numpy"])
-        random.setstate(state_dict["python"])
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        return None
+        numpy_state = state_dict["numpy"]
+        np.random.set_state((
+            "MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+            numpy_state["has_gauss"], numpy_state["cached_gaussian"],
+        ))
+        python_state = state_dict["python"]
+        random.setstate((python_state["version"], tuple(python_state["internal"].tolist()),
+                         python_state["gauss_next"]))
 
 
 def one_line(message: object) -> str:

@@ -118,7 +118,6 @@ class SOTCLI(LightningCLI):
             init_args = getattr(logger, "init_args", None)
             if init_args is not None and "save_dir" in init_args:
                 init_args.save_dir = str(self.run_dir / "logs")
-        _configure_wandb_environment(self.run_dir, config.experiment, int(seed))
 
 
 def _configure_wandb_environment(run_dir: Path, experiment: str, seed: int) -> None:
@@ -175,6 +174,7 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     if cli.config.resume == "auto" and done.exists():
         log.info("run %s is already done (delete %s to train it again)", run_dir, done)
         return json.loads((run_dir / TEST_METRICS_FILE).read_text())
+    _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
     ckpt_path = None
     if cli.config.resume == "auto" and last.exists():
         log.info("resuming from %s", last)

@@ -71,7 +71,7 @@ class HarmonicAutoencoder(L.LightningModule):
         features: nn.Module,
         synth: nn.Module,
         loss: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
+        optimizer: OptimizerCallable,
         temperature: float = 0.1,
         cache_train_features: bool = True,
         max_nonfinite_steps: int = 100,
@@ -261,9 +261,8 @@ class HarmonicAutoencoder(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         results = self._epoch_metrics()
-        self.log_dict({f"val/{k}": v for k, v in results.items()}, prog_bar=False)
-        if "lsd" in results:
-            self.log("val/lsd", results["lsd"], prog_bar=True)
+        for key, value in results.items():
+            self.log(f"val/{key}", value, prog_bar=key in ("lsd", "rpa"))
         if self.n_plot_examples > 0 and not self.trainer.sanity_checking and self._epoch_f0:
             self._log_f0_figure()
 

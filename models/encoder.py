@@ -48,7 +48,7 @@ def toeplitz_linear(x: Tensor, kernel: Tensor, out_features: int) -> Tensor:
 
 
 class ToeplitzLinear(nn.Module):
-    """Bias-free Toeplitz linear layer ``D_in -> D_out`` (PESTO); ``weight`` (1, 1, D_in + D_out - 1).
+    """Bias-free Toeplitz linear layer D_in -> D_out (PESTO); ``weight`` (1, 1, D_in + D_out - 1).
 
     forward(x (N, D_in)) -> (N, D_out), see :func:`toeplitz_linear`.
     """
@@ -229,8 +229,9 @@ def load_original_encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, T
     missing = [k for k in expected if k not in items]
     if unknown or missing:
         raise ValueError(
-            f"state_dict does not match the authors' PESTO encoder: unknown keys {sorted(unknown)}, "
-            f"missing keys {missing}; pass the 'encoder.*' entries of their checkpoint's state_dict"
+            f"state_dict does not match the authors' PESTO encoder: unknown keys "
+            f"{sorted(unknown)}, missing keys {missing}; pass the 'encoder.*' entries of their "
+            "checkpoint's state_dict"
         )
 
     mapped: dict[str, Tensor] = {}

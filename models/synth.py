@@ -214,11 +214,13 @@ class HarmonicSynth(nn.Module):
             text += f", roll_off_hz={self.roll_off_hz}, n_roll_off_bands={self.n_roll_off_bands}"
         return text
 
-    def forward(self, amplitudes: Tensor, f0_hz: Tensor) -> Tensor:
+    def forward(self, amplitudes: Tensor, f0_hz: Tensor, n_samples: int | None = None) -> Tensor:
         """Synthesize (B, n_samples) audio from amplitudes (B, T, K) and f0_hz (B, T, 1) in Hz.
 
-        T must divide n_samples (hop = n_samples / T samples per frame).
+        ``n_samples`` defaults to the constructor's; T must divide it (hop = n_samples / T
+        samples per frame). A trained model can thus render signals of any length.
         """
+        n_samples = self.n_samples if n_samples is None else n_samples
         if amplitudes.ndim != 3:
             raise ValueError(f"amplitudes must have shape (B, T, K), got {tuple(amplitudes.shape)}")
         if f0_hz.ndim != 3 or f0_hz.shape[-1] != 1:
@@ -228,8 +230,8 @@ class HarmonicSynth(nn.Module):
                 f"amplitudes (B, T) = {tuple(amplitudes.shape[:2])} must match "
                 f"f0_hz (B, T) = {tuple(f0_hz.shape[:2])}"
             )
-        amplitudes_audio = upsample_with_windows(amplitudes, self.n_samples)
-        f0_audio = upsample_linear(f0_hz, self.n_samples)
+        amplitudes_audio = upsample_with_windows(amplitudes, n_samples)
+        f0_audio = upsample_linear(f0_hz, n_samples)
         k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=f0_hz.dtype)
         amplitudes_audio = remove_above_nyquist(amplitudes_audio, f0_audio * k, self.sample_rate)
         audio = harmonic_oscillator_bank(f0_audio, amplitudes_audio, self.sample_rate)

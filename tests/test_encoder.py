@@ -70,7 +70,9 @@ def random_original_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def reference_forward(w: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_forward(
+    w: dict[str, torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's encoder in eval mode, written out with functional ops on the authors' key names.
 
     x: (N, 285) -> (logits (N, 285), amplitudes (N, 20)).

@@ -80,7 +80,7 @@ def test_constant_controls_match_closed_form(f0: float) -> None:
     audio = HarmonicSynth(n_samples=4096)(a, f)  # (1, 4096)
     assert audio.shape == (1, 4096)
     ref = numpy_sinusoids(np.array(amps), f0, 4096)
-    np.testing.assert_allclose(audio[0].numpy(), ref, atol=5e-5)
+    np.testing.assert_allclose(audio[0].numpy(), ref, rtol=0, atol=1e-5)
 
 
 def test_four_second_tone_keeps_phase() -> None:
@@ -89,7 +89,7 @@ def test_four_second_tone_keeps_phase() -> None:
     a, f = constant_controls(amps, 1777.7, 250)
     audio = HarmonicSynth(n_samples=64000)(a, f)
     ref = numpy_sinusoids(np.array(amps), float(f[0, 0, 0]), 64000)  # f0 as stored in float32
-    assert np.abs(audio[0].numpy() - ref).max() < 1e-3
+    assert np.abs(audio[0].numpy() - ref).max() < 1e-5  # float32 phase accumulation: ~1e-2
 
 
 def test_time_varying_controls_match_numpy_pipeline() -> None:
@@ -102,8 +102,8 @@ def test_time_varying_controls_match_numpy_pipeline() -> None:
     audio = HarmonicSynth(n_samples=n_samples)(
         torch.tensor(amps[None], dtype=torch.float32), torch.tensor(f0[None], dtype=torch.float32)
     )
-    ref = numpy_synth(amps, f0, n_samples)
-    assert np.abs(audio[0].numpy() - ref).max() < 2e-3
+    ref = numpy_synth(amps, f0.astype(np.float32).astype(np.float64), n_samples)
+    assert np.abs(audio[0].numpy() - ref).max() < 1e-4
 
 
 def test_partials_above_nyquist_are_silent() -> None:
@@ -162,7 +162,8 @@ def _tone_gain_db(f0: float) -> float:
 
 @pytest.mark.parametrize(("f0", "expected_db"), [(250.0, 0.0), (2000.0, -12.04), (4000.0, -18.06)])
 def test_roll_off_magnitude_response(f0: float, expected_db: float) -> None:
-    assert _tone_gain_db(f0) == pytest.approx(expected_db, abs=1.0)
+    """20 log10(min(1, 500 / f0)): 0 dB below 500 Hz, -6.02 dB per octave above."""
+    assert _tone_gain_db(f0) == pytest.approx(expected_db, abs=0.25)
 
 
 def test_roll_off_adds_no_delay() -> None:

@@ -1,0 +1,392 @@
+"""Spectral losses: exact 1-D optimal transport along frequency (SOT) and multi-scale spectral (MSS).
+
+A pure functional core (``wasserstein_1d``) with thin ``nn.Module`` wrappers. Every loss module has
+``forward(input, target)`` on waveforms (B, N), ``input`` being the prediction, and owns its STFTs;
+windows are non-persistent buffers, so ``state_dict()`` of a loss is empty and ``.to(device)`` works.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from models.spectral import STFT, cqt_frequencies, hz_to_midi
+
+__all__ = [
+    "LossMixture",
+    "MultiScaleSpectralLoss",
+    "SpectralOTLoss",
+    "as_mixture",
+    "wasserstein_1d",
+]
+
+_REDUCTIONS = ("mean", "none")
+# Added to a frame's mass before dividing by it, so silent frames give finite values and gradients.
+# Far below the mass of any audible frame (a full-scale sine has a mass of order 1 to 1e3).
+MASS_EPS = 1e-12
+# Floor of magnitudes inside the log of the MSS loss.
+LOG_FLOOR = 1e-5
+
+
+# --------------------------------------------------------------------------------------------
+# Functional core
+# --------------------------------------------------------------------------------------------
+
+
+def _check_wasserstein_args(u: Tensor, v: Tensor, positions: Tensor, p: float) -> None:
+    if u.shape != v.shape:
+        raise ValueError(
+            f"u_weights and v_weights must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}"
+        )
+    if u.ndim == 0 or positions.ndim != 1 or positions.shape[0] != u.shape[-1]:
+        raise ValueError(
+            f"positions must have shape (n,) with n = weights.shape[-1], got positions "
+            f"{tuple(positions.shape)} for weights {tuple(u.shape)}"
+        )
+    if u.shape[-1] == 0:
+        raise ValueError("weights must have at least one bin (n >= 1), got n = 0")
+    if not (u.is_floating_point() and v.is_floating_point()) or u.dtype != v.dtype:
+        raise ValueError(
+            f"u_weights and v_weights must share one floating dtype, got {u.dtype} and {v.dtype}"
+        )
+    if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 1):
+        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+    if positions.requires_grad and torch.is_grad_enabled():
+        raise ValueError("positions must not require grad: wasserstein_1d differentiates weights only")
+    if positions.shape[0] > 1 and bool((positions[1:] < positions[:-1]).any()):
+        raise ValueError("positions must be sorted in ascending order; sort them and the weights")
+
+
+def _level_cost(d: Tensor, p: float) -> Tensor:
+    """|d|^p, exact for p = 2."""
+    return d * d if p == 2 else d.abs().pow(p)
+
+
+class _MergedW1D(torch.autograd.Function):
+    """W_p^p through the rank merge of the two cumulative sums, with an O(n) analytic backward.
+
+    u, v: (M, n) contiguous; x: (n,). The 2n levels U_i = cumsum(u)_i, V_j = cumsum(v)_j are
+    ordered by value, ties broken with U before V and each in index order. In that order, U_i is
+    at position i + r_i with r_i = #{V < U_i}, and V_j at j + s_j with s_j = #{U <= V_j}. The
+    interval ending at a level q has the quantile lookups #{U < q}, #{V < q} (clipped to n - 1),
+    i.e. (i, r_i) for U_i and (s_j, j) for V_j. With L(q) = min(q, 1) under cutoff (else q):
+        W = sum_m (L(q_m) - L(q_{m-1})) c_m = sum_m L(q_m) (c_m - c_{m+1}),  c_m = |x_a - x_b|^p,
+    so dW/dq_m = L'(q_m) (c_m - c_{m+1}) and dW/du_k = sum_{i >= k} dW/dU_i.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool
+    ) -> Tensor:
+        rows, n = u.shape
+        cum_u = u.cumsum(-1)
+        cum_v = v.cumsum(-1)
+        r = torch.searchsorted(cum_v, cum_u, side="left")
+        # s_j = #{U <= V_j} = #{i : r_i <= j}: a histogram of r, no second search.
+        counts = torch.zeros(rows, n + 1, dtype=r.dtype, device=r.device)
+        s = counts.scatter_add_(-1, r, torch.ones_like(r)).cumsum(-1)[:, :n]
+        zero = cum_u.new_zeros(rows, 1)
+        padded_u = torch.cat([zero, cum_u], -1)
+        padded_v = torch.cat([zero, cum_v], -1)
+        prev_u = torch.maximum(padded_u[:, :-1], padded_v.gather(-1, r))
+        prev_v = torch.maximum(padded_v[:, :-1], padded_u.gather(-1, s))
+        if cutoff:
+            delta_u = cum_u.clamp(max=1.0) - prev_u.clamp_(max=1.0)
+            delta_v = cum_v.clamp(max=1.0) - prev_v.clamp_(max=1.0)
+        else:
+            delta_u = cum_u - prev_u
+            delta_v = cum_v - prev_v
+        # A lookup past the last level (rank n) lands on the last bin: x extended by x[n - 1].
+        x_ext = torch.cat([x, x[-1:]]).expand(rows, n + 1)
+        cost_u = _level_cost(x - x_ext.gather(-1, r), p)
+        cost_v = _level_cost(x_ext.gather(-1, s) - x, p)
+        w = (delta_u * cost_u).sum(-1) + (delta_v * cost_v).sum(-1)
+        if cutoff:
+            ctx.save_for_backward(r, s, cost_u, cost_v, cum_u <= 1.0, cum_v <= 1.0)
+        else:
+            ctx.save_for_backward(r, s, cost_u, cost_v)
+        ctx.cutoff = cutoff
+        return w
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad_w: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        r, s, cost_u, cost_v, *below_one = ctx.saved_tensors
+        zero = cost_u.new_zeros(cost_u.shape[0], 1)
+        ext_u = torch.cat([cost_u, zero], -1)
+        ext_v = torch.cat([cost_v, zero], -1)
+        last = torch.zeros_like(r[:, :1], dtype=torch.bool)
+        sides = ((r, cost_u, ext_u, ext_v), (s, cost_v, ext_v, ext_u))
+        grads: list[Tensor | None] = []
+        for side, (rank, cost, ext_own, ext_other) in enumerate(sides):
+            if not ctx.needs_input_grad[side]:
+                grads.append(None)
+                continue
+            # The successor of a level in the merged order is its own next level when no level
+            # of the other distribution comes between (equal ranks), else the other's level.
+            next_is_own = torch.cat([rank[:, 1:] == rank[:, :-1], last], -1)
+            successor = torch.where(next_is_own, ext_own[:, 1:], ext_other.gather(-1, rank))
+            grad_levels = (cost - successor) * grad_w[:, None]
+            if ctx.cutoff:
+                grad_levels = grad_levels * below_one[side]
+            grads.append(grad_levels.flip(-1).cumsum(-1).flip(-1))
+        return grads[0], grads[1], None, None, None
+
+
+def _wasserstein_1d_p1(u: Tensor, v: Tensor, x: Tensor, cutoff: bool) -> Tensor:
+    """W_1 = sum_{k < n-1} |L(U_k) - L(V_k)| (x_{k+1} - x_k): the area between the two CDFs."""
+    cum_u = u.cumsum(-1)[:, :-1]
+    cum_v = v.cumsum(-1)[:, :-1]
+    if cutoff:
+        cum_u = cum_u.clamp(max=1.0)
+        cum_v = cum_v.clamp(max=1.0)
+    diff = cum_u - cum_v
+    # |diff| written as sign * diff with sign(0) := -1: the same one-sided derivative as the merge.
+    sign = torch.where(diff > 0, 1.0, -1.0).to(diff.dtype)
+    return (sign * diff * (x[1:] - x[:-1])).sum(-1)
+
+
+def wasserstein_1d(
+    u_weights: Tensor,
+    v_weights: Tensor,
+    positions: Tensor,
+    p: float = 2.0,
+    cutoff: bool = False,
+) -> Tensor:
+    r"""Exact W_p^p (not W_p) between weight vectors on a shared sorted 1-D support.
+
+    Args:
+        u_weights, v_weights: (..., n) non-negative masses (not checked), any leading dims; they
+            are NOT normalized here (the caller normalizes).
+        positions: (n,) ascending support (e.g. normalized frequency, unitless); no gradient.
+        p: ground-cost exponent, p >= 1.
+        cutoff: the paper's unbalanced mode: merged cumulative levels are clamped at 1, so mass
+            above a total of 1 carries no cost.
+
+    Returns:
+        Tensor (...): W_p^p = \sum_m (q_m - q_{m-1}) |x[i_u(q_m)] - x[i_v(q_m)]|^p, with q_m the
+        sorted merge of cumsum(u) and cumsum(v) (q_0 = 0; q_m -> min(q_m, 1) under cutoff) and
+        i(q) = searchsorted(cumsum, q, side="left") clipped to n - 1 (a lookup past a
+        distribution's total mass lands on the last bin). Same values as POT's
+        ``ot.wasserstein_1d(positions, positions, u, v, p)`` (no cutoff). For p = 1 the closed
+        form \sum_k |L(U_k) - L(V_k)| (x_{k+1} - x_k) is used.
+
+    Gradients (both weights; an O(n) analytic backward, no sort): W_p^p is piecewise linear in the
+    cumulative levels and not differentiable where levels tie (U_i = V_j, or a zero weight making
+    two levels of one distribution equal; common in float32). The gradient returned is the
+    one-sided derivative of the piece on which tied levels are ordered u before v and each
+    distribution's levels in index order: as if every zero weight were slightly increased and v's
+    tied levels sat just above u's. Under cutoff a level exactly at 1 counts as below the cutoff
+    (its derivative passes, like ``torch.clamp``). Pure torch ops: CPU and CUDA.
+    """
+    _check_wasserstein_args(u_weights, v_weights, positions, p)
+    batch_shape = u_weights.shape[:-1]
+    n = u_weights.shape[-1]
+    u = u_weights.reshape(-1, n).contiguous()
+    v = v_weights.reshape(-1, n).contiguous()
+    x = positions.to(device=u.device, dtype=u.dtype)
+    if p == 1:
+        w = _wasserstein_1d_p1(u, v, x, cutoff)
+    else:
+        w = _MergedW1D.apply(u, v, x, float(p), bool(cutoff))
+    return w.reshape(batch_shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Modules
+# --------------------------------------------------------------------------------------------
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_waveforms(input: Tensor, target: Tensor, min_samples: int) -> None:
+    if input.shape != target.shape or input.ndim != 2:
+        raise ValueError(
+            f"input and target must both have shape (B, N), got {tuple(input.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if input.shape[-1] < min_samples:
+        raise ValueError(
+            f"signals must have at least {min_samples} samples (the largest FFT size), got "
+            f"{input.shape[-1]}; use shorter FFT sizes or longer signals"
+        )
+
+
+class SpectralOTLoss(nn.Module):
+    r"""Spectral optimal transport (SOT): per-frame W_p^p between two spectra along frequency.
+
+    STFT (``window``, not centered, end-padded, normalized) magnitude, squared if ``power``; each
+    frame is a mass distribution on the bin positions. Positions (unitless, (F,)): linear
+    k / (n_fft / 2) in [0, 1], or with ``log_frequency``
+    (midi(f_k) - midi(32.7)) / (midi(f_top) - midi(32.7)), f_top the top CQT bin at
+    ``sample_rate`` and midi(0 Hz) = 0, bins re-sorted by position (DC lands above bin 1 at
+    n_fft 2048). Normalization: with ``cutoff`` the target is divided by its own mass and the
+    prediction by the target's mass, and ``wasserstein_1d(..., cutoff=True)``; without, each by
+    its own mass. ``MASS_EPS`` (1e-12) is added to masses so silent frames stay finite.
+
+    ``forward(input (B, N), target (B, N))`` (input = prediction): a scalar, the mean of W_p^p
+    over frames and batch ("mean"), or (B,), the mean over frames ("none").
+    """
+
+    positions: Tensor
+    order: Tensor
+
+    def __init__(
+        self,
+        n_fft: int = 2048,
+        hop_length: int = 256,
+        window: str = "flattop",
+        power: bool = True,
+        log_frequency: bool = False,
+        cutoff: bool = True,
+        p: float = 2.0,
+        sample_rate: int = 16000,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 1):
+            raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+        _check_reduction(reduction)
+        self.stft = STFT(n_fft, hop_length, window=window, normalized=True, sample_rate=sample_rate)
+        self.power = power
+        self.log_frequency = log_frequency
+        self.cutoff = cutoff
+        self.p = float(p)
+        self.reduction = reduction
+        n_bins = n_fft // 2 + 1
+        if log_frequency:
+            f_low = 32.7
+            f_top = float(cqt_frequencies(sample_rate=sample_rate, fmin=f_low)[-1])
+            freqs = torch.arange(n_bins, dtype=torch.float64) * sample_rate / n_fft
+            m_low, m_top = hz_to_midi(f_low), hz_to_midi(f_top)
+            raw = (hz_to_midi(freqs) - m_low) / (m_top - m_low)
+        else:
+            raw = torch.arange(n_bins, dtype=torch.float64) / (n_fft / 2)
+        positions, order = torch.sort(raw, stable=True)
+        self.register_buffer("positions", positions, persistent=False)
+        self.register_buffer("order", order, persistent=False)
+
+    def spectrum(self, audio: Tensor) -> Tensor:
+        """Frame spectra (B, frames, F) with bins in position order: power |X|^2 or magnitude |X|."""
+        spec = self.stft.complex_spectrum(audio)
+        if self.power:
+            spec = torch.view_as_real(spec).square().sum(-1)
+        else:
+            spec = spec.abs()
+        return spec.index_select(-1, self.order)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """SOT between prediction ``input`` and ``target``, both (B, N) waveforms."""
+        _check_waveforms(input, target, self.stft.n_fft)
+        pred = self.spectrum(input)
+        true = self.spectrum(target)
+        true_mass = true.sum(-1, keepdim=True) + MASS_EPS
+        pred_mass = true_mass if self.cutoff else pred.sum(-1, keepdim=True) + MASS_EPS
+        w = wasserstein_1d(
+            pred / pred_mass, true / true_mass, self.positions, p=self.p, cutoff=self.cutoff
+        )
+        per_example = w.mean(-1)
+        return per_example.mean() if self.reduction == "mean" else per_example
+
+
+class MultiScaleSpectralLoss(nn.Module):
+    r"""Multi-scale spectral loss (MSS) on normalized Hann STFT magnitudes, hop = size / 4.
+
+    Per FFT size: mag_weight * mean|S - S^| + logmag_weight * mean|log S - log S^|, with
+    log S = log(max(S, 1e-5)); summed over sizes. Means run over frames and bins (and batch for
+    "mean"). ``forward(input (B, N), target (B, N))`` -> scalar ("mean") or (B,) ("none").
+    The gradient of |X| at X = 0 is 0, so silence gives finite gradients.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: tuple[int, ...] | list[int] = (2048, 1024, 512, 256, 128, 64),
+        mag_weight: float = 1.0,
+        logmag_weight: float = 0.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if len(fft_sizes) == 0:
+            raise ValueError("fft_sizes must list at least one FFT size, got none")
+        for size in fft_sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 4:
+                raise ValueError(f"fft_sizes must be integers >= 4, got {size!r}")
+        if mag_weight < 0 or logmag_weight < 0:
+            raise ValueError(
+                f"mag_weight and logmag_weight must be >= 0, got {mag_weight} and {logmag_weight}"
+            )
+        _check_reduction(reduction)
+        self.fft_sizes = tuple(fft_sizes)
+        self.mag_weight = float(mag_weight)
+        self.logmag_weight = float(logmag_weight)
+        self.reduction = reduction
+        self.stfts = nn.ModuleList(
+            STFT(size, size // 4, window="hann", normalized=True) for size in self.fft_sizes
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """MSS between prediction ``input`` and ``target``, both (B, N) waveforms."""
+        _check_waveforms(input, target, max(self.fft_sizes))
+        total = input.new_zeros(input.shape[0])
+        for stft in self.stfts:
+            pred = stft(input)
+            true = stft(target)
+            if self.mag_weight:
+                total = total + self.mag_weight * (pred - true).abs().mean((-2, -1))
+            if self.logmag_weight:
+                log_diff = pred.clamp(min=LOG_FLOOR).log() - true.clamp(min=LOG_FLOOR).log()
+                total = total + self.logmag_weight * log_diff.abs().mean((-2, -1))
+        return total.mean() if self.reduction == "mean" else total
+
+
+class LossMixture(nn.Module):
+    """Weighted sum of named losses, each a module with ``forward(input, target)``.
+
+    ``weights`` default to 1 for every term; its keys must equal those of ``terms``.
+    ``forward`` returns sum_name weight * term; ``compute_terms`` also returns the unweighted terms.
+    """
+
+    def __init__(self, terms: dict[str, nn.Module], weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        if len(terms) == 0:
+            raise ValueError("terms must name at least one loss, got an empty dict")
+        for name in terms:
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"terms keys must be non-empty strings without '.', got {name!r}")
+        if weights is None:
+            weights = {name: 1.0 for name in terms}
+        if set(weights) != set(terms):
+            raise ValueError(
+                f"weights keys {sorted(weights)} must equal terms keys {sorted(terms)}"
+            )
+        for name, weight in weights.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weights[{name!r}] must be finite, got {weight!r}")
+        self.terms = nn.ModuleDict(terms)
+        self.weights = {name: float(weights[name]) for name in terms}
+
+    def compute_terms(self, input: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """(weighted total, {name: unweighted term}) for prediction ``input`` and ``target``."""
+        values = {name: term(input, target) for name, term in self.terms.items()}
+        total = sum(self.weights[name] * value for name, value in values.items())
+        assert isinstance(total, Tensor)
+        return total, values
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Weighted sum of the terms for prediction ``input`` and ``target``."""
+        return self.compute_terms(input, target)[0]
+
+
+def as_mixture(loss: nn.Module, name: str = "loss") -> LossMixture:
+    """``loss`` itself if it is a ``LossMixture``, else a one-term mixture ``{name: loss}``."""
+    if isinstance(loss, LossMixture):
+        return loss
+    return LossMixture({name: loss})

@@ -1,0 +1,519 @@
+"""Tests for synthetic_data.py: generation, file names, validated I/O, DataModule and CLI.
+
+Shapes: waveforms [N, n_samples] float32 at 16 kHz; thetas["frequency"] [N, 1] (or [N, T] with
+vibrato/glide) in Hz; thetas["weights"] [N, K] linear amplitudes.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import synthetic_data as sd
+from synthetic_data import (
+    DataFormatError,
+    PreloadedSinusoidDataModule,
+    default_filename,
+    ensure_dataset,
+    generate_dataset,
+    load_dataset,
+    parse_filename,
+    save_dataset,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
+SMALL = {"n_examples": 200, "n_samples": 1024, "split_sizes": (120, 50, 30)}
+
+
+@pytest.fixture(scope="module")
+def small() -> dict:
+    return generate_dataset(**SMALL, seed=7)
+
+
+def all_split(data: dict, key: str) -> torch.Tensor:
+    if key == "tensors":
+        return torch.cat([data[f"{s}_tensors"] for s in sd.SPLITS])
+    return torch.cat([data[f"{s}_thetas"][key] for s in sd.SPLITS])
+
+
+def reference_wave(f0_hz: float, weights: np.ndarray, n_samples: int, sr: int = SR,
+                   inharmonicity: float = 0.0) -> np.ndarray:
+    """float64 NumPy oracle: sum_k a_k sin(2 pi f_k (n + 1) / sr), f_k = k f0 sqrt(1 + B k^2),
+    partials at or above Nyquist left out (phase = cumulative sum of 2 pi f / sr)."""
+    n = np.arange(1, n_samples + 1, dtype=np.float64)
+    k = np.arange(1, len(weights) + 1, dtype=np.float64)
+    f = k * f0_hz * np.sqrt(1.0 + inharmonicity * k**2)
+    keep = f < sr / 2
+    return (weights[keep, None] * np.sin(2 * np.pi * f[keep, None] * n[None, :] / sr)).sum(0)
+
+
+def magnitude_spectrum(x: np.ndarray, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
+    """Hann-windowed |rfft| of a 1-D wave; returns (freqs Hz (F,), magnitudes (F,))."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.fft.rfftfreq(len(x), 1.0 / sr), spec
+
+
+def peak_near(freqs: np.ndarray, spec: np.ndarray, f_hz: float, half_width_hz: float) -> float:
+    band = np.abs(freqs - f_hz) <= half_width_hz
+    return float(freqs[band][np.argmax(spec[band])])
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+def test_deterministic_given_seed(small: dict) -> None:
+    again = generate_dataset(**SMALL, seed=7)
+    other = generate_dataset(**SMALL, seed=8)
+    for key in ("tensors", "frequency", "weights"):
+        assert torch.equal(all_split(small, key), all_split(again, key))
+        assert not torch.equal(all_split(small, key), all_split(other, key))
+    assert small["meta"] == again["meta"]
+
+
+def test_shapes_and_disjoint_splits(small: dict) -> None:
+    for split, n in zip(sd.SPLITS, SMALL["split_sizes"]):
+        assert small[f"{split}_tensors"].shape == (n, 1024)
+        assert small[f"{split}_tensors"].dtype == torch.float32
+        assert small[f"{split}_thetas"]["frequency"].shape == (n, 1)
+        assert small[f"{split}_thetas"]["weights"].shape == (n, 8)
+    for key in ("tensors", "frequency", "weights"):
+        rows = all_split(small, key)
+        assert torch.unique(rows, dim=0).shape[0] == rows.shape[0], key
+    assert small["meta"]["split_sizes"] == [120, 50, 30]
+    assert small["meta"]["sample_rate"] == SR and small["meta"]["frequency_per_frame"] is False
+
+
+def test_ranges_and_active_harmonics() -> None:
+    data = generate_dataset(n_examples=400, n_samples=256, seed=1)  # default 280/80/40
+    f0 = all_split(data, "frequency")
+    w = all_split(data, "weights")
+    assert f0.min() >= 40.0 and f0.max() <= 1950.0
+    active = w > 0
+    assert torch.all(active[:, 0]), "harmonic 1 always on"
+    assert torch.all((w[active] >= 0.4) & (w[active] <= 1.0))
+    n_active = active.sum(dim=1)
+    # active harmonics are the lowest: the mask is a prefix of ones
+    assert torch.equal(active, torch.arange(8) < n_active[:, None])
+    assert set(n_active.tolist()) == set(range(1, 9))
+
+
+def test_waveform_matches_float64_reference(small: dict) -> None:
+    """Constant controls: the synth output is the plain sum of harmonics below Nyquist."""
+    x = small["test_tensors"]
+    f0 = small["test_thetas"]["frequency"][:, 0]
+    w = small["test_thetas"]["weights"]
+    for i in range(8):
+        ref = reference_wave(float(f0[i]), w[i].double().numpy(), 1024)
+        np.testing.assert_allclose(x[i].double().numpy(), ref, atol=2e-3)
+
+
+def test_spectrum_peaks_at_f0_and_harmonics() -> None:
+    data = generate_dataset(n_examples=60, f0_min=150.0, f0_max=900.0, min_harmonics=3, seed=2)
+    x = data["val_tensors"]
+    f0, w = data["val_thetas"]["frequency"][:, 0], data["val_thetas"]["weights"]
+    for i in range(4):
+        freqs, spec = magnitude_spectrum(x[i].double().numpy())
+        f = float(f0[i])
+        harmonics = [k for k in range(1, 9) if w[i, k - 1] > 0 and k * f < SR / 2 - f / 2]
+        assert len(harmonics) >= 2
+        for k in harmonics:
+            assert abs(peak_near(freqs, spec, k * f, f / 2) - k * f) <= 2 * SR / 4096
+        # the global maximum is one of the active harmonics
+        top = freqs[np.argmax(spec)]
+        assert min(abs(top - k * f) for k in harmonics) <= 2 * SR / 4096
+
+
+def test_no_aliasing_above_nyquist() -> None:
+    """f0 = 1900 Hz, 8 harmonics on: harmonics 5..8 (>= 9.5 kHz) must not alias into the band."""
+    data = generate_dataset(n_examples=3, f0_min=1900.0, f0_max=1900.0, min_harmonics=8, seed=0)
+    freqs, spec = magnitude_spectrum(data["train_tensors"][0].double().numpy())
+    # aliases of 5*1900 = 9500 -> 6500 Hz, 6*1900 -> 4600 Hz, 7*1900 -> 2700 Hz, 8*1900 -> 800 Hz
+    peak = spec.max()
+    for alias in (6500.0, 4600.0, 2700.0, 800.0):
+        band = np.abs(freqs - alias) < 30
+        assert spec[band].max() < 1e-3 * peak, alias
+
+
+def test_paper_defaults_full_set() -> None:
+    data = generate_dataset()
+    shapes = [data[f"{s}_tensors"].shape for s in sd.SPLITS]
+    assert shapes == [(2800, 4096), (800, 4096), (400, 4096)]
+    f0 = all_split(data, "frequency")[:, 0].double().numpy()
+    # f0 ~ U[40, 1950]: Kolmogorov-Smirnov against the uniform law (fixed seed, so deterministic)
+    assert scipy.stats.kstest(f0, scipy.stats.uniform(40, 1910).cdf).pvalue > 1e-3
+    counts = torch.bincount((all_split(data, "weights") > 0).sum(1), minlength=9)[1:]
+    assert counts.min() > 400 and counts.max() < 600  # U{1..8}: 500 expected each
+    assert default_filename() == "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+    assert data["meta"]["split_sizes"] == [2800, 800, 400]
+
+
+def test_noise_gives_requested_snr() -> None:
+    clean = generate_dataset(n_examples=30, n_samples=1024, seed=3)
+    noisy = generate_dataset(n_examples=30, n_samples=1024, seed=3, snr_db=20.0)
+    assert torch.equal(all_split(clean, "frequency"), all_split(noisy, "frequency"))
+    s = all_split(clean, "tensors").double()
+    n = all_split(noisy, "tensors").double() - s
+    snr = 10 * torch.log10(s.pow(2).mean(1) / n.pow(2).mean(1))
+    assert torch.all((snr - 20.0).abs() < 0.5), snr
+    assert noisy["meta"]["snr_db"] == 20.0
+
+
+def test_vibrato_and_glide_per_frame_f0() -> None:
+    base = generate_dataset(n_examples=30, n_samples=1024, seed=4)
+    vib = generate_dataset(n_examples=30, n_samples=1024, seed=4, vibrato_cents=50.0,
+                           vibrato_hz=5.0)
+    glide = generate_dataset(n_examples=30, n_samples=1024, seed=4, glide_cents=-100.0)
+    f0 = all_split(base, "frequency").double()  # (30, 1)
+    for data in (vib, glide):
+        assert data["meta"]["frequency_per_frame"] is True
+        for split, n in zip(sd.SPLITS, (21, 6, 3)):
+            assert data[f"{split}_thetas"]["frequency"].shape == (n, 16)
+    vib_cents = 1200 * torch.log2(all_split(vib, "frequency").double() / f0)  # (30, 16)
+    assert vib_cents.abs().max() <= 50.0 + 1e-3
+    assert vib_cents.std() > 1.0  # 0.064 s of a 5 Hz vibrato: a visible excursion
+    glide_cents = 1200 * torch.log2(all_split(glide, "frequency").double() / f0)
+    expected = torch.linspace(50.0, -50.0, 16, dtype=torch.float64).expand(30, 16)
+    torch.testing.assert_close(glide_cents, expected, atol=1e-3, rtol=0)
+    assert not torch.equal(all_split(glide, "tensors"), all_split(base, "tensors"))
+
+
+def test_inharmonicity_shifts_partials_up() -> None:
+    b = 1e-3
+    data = generate_dataset(n_examples=3, f0_min=300.0, f0_max=300.0, min_harmonics=8,
+                            inharmonicity=b, seed=0)
+    x = data["train_tensors"][0].double().numpy()
+    w = data["train_thetas"]["weights"][0].double().numpy()
+    assert float(data["train_thetas"]["frequency"][0, 0]) == 300.0
+    np.testing.assert_allclose(x, reference_wave(300.0, w, 4096, inharmonicity=b), atol=2e-3)
+    freqs, spec = magnitude_spectrum(x)
+    for k in (4, 6, 8):
+        stretched = k * 300.0 * np.sqrt(1 + b * k**2)
+        found = peak_near(freqs, spec, k * 300.0 + 40.0, 80.0)
+        assert abs(found - stretched) <= 2 * SR / 4096
+        assert found > k * 300.0 + 10.0
+
+
+def test_inharmonic_partials_above_nyquist_are_silent() -> None:
+    # partial 4 of f0 = 1900 Hz with B = 0.01 sits at 8185 Hz (its k f0 = 7600 Hz is below Nyquist)
+    data = generate_dataset(n_examples=3, f0_min=1900.0, f0_max=1900.0, n_harmonics=4,
+                            min_harmonics=4, inharmonicity=0.01, seed=0)
+    freqs, spec = magnitude_spectrum(data["train_tensors"][0].double().numpy())
+    alias = SR - 4 * 1900.0 * np.sqrt(1.16)  # 7815 Hz
+    assert spec[np.abs(freqs - alias) < 30].max() < 1e-3 * spec.max()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"f0_max": 8000.0}, "f0_max"),
+        ({"f0_min": 500.0, "f0_max": 400.0}, "f0_min"),
+        ({"amp_min": -0.1}, "amp_min"),
+        ({"min_harmonics": 9}, "min_harmonics"),
+        ({"n_samples": 1000}, "n_samples"),
+        ({"split_sizes": (10, 10, 10)}, "split_sizes"),
+        ({"n_examples": 0}, "n_examples"),
+        ({"vibrato_cents": -1.0}, "vibrato_cents"),
+        ({"inharmonicity": -1e-3}, "inharmonicity"),
+        ({"snr_db": float("nan")}, "snr_db"),
+    ],
+)
+def test_bad_generator_arguments(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name) as info:
+        generate_dataset(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_filename_round_trip() -> None:
+    cases = [
+        {},
+        {"snr_db": 20.0},
+        {"snr_db": -5.0, "vibrato_cents": 50.0, "vibrato_hz": 6.5},
+        {"glide_cents": 100.0, "inharmonicity": 0.001},
+        {"n_examples": 200, "split_sizes": (100, 50, 50), "seed": 3, "amp_min": 0.25},
+        {"f0_min": 40.5, "n_frames": 8, "sample_rate": 22050, "inharmonicity": 1e-5},
+    ]
+    for params in cases:
+        name = default_filename(**params)
+        parsed = parse_filename(name)
+        assert parsed is not None, name
+        defaults = parse_filename(default_filename())
+        assert parsed == {**defaults, **params}, name
+    assert default_filename(snr_db=20.0).endswith("_harmonic_snr20.pth")
+    assert default_filename(vibrato_cents=50.0) == "40_1950_4096_04_1_4000_8_1_harmonic_vib50.pth"
+    assert default_filename(glide_cents=100.0).endswith("_glide100.pth")
+    assert default_filename(inharmonicity=0.001).endswith("_inh0.001.pth")
+    assert parse_filename("data/my_data.pth") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+def test_save_load_round_trip_is_atomic(tmp_path: Path, small: dict, monkeypatch) -> None:
+    path = tmp_path / "sub" / "set.pth"
+    save_dataset(small, path)
+    save_dataset(small, path)  # overwrite
+    assert sorted(p.name for p in path.parent.iterdir()) == ["set.pth"]
+    loaded = load_dataset(path)
+    for key in ("tensors", "frequency", "weights"):
+        assert torch.equal(all_split(loaded, key), all_split(small, key))
+    assert loaded["meta"] == small["meta"]
+
+    def failing_save(obj, f) -> None:
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_dataset(small, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["set.pth"]
+    monkeypatch.undo()
+    assert torch.equal(load_dataset(path)["train_tensors"], small["train_tensors"])
+
+
+def write_authors_file(path: Path, n: int = 12, n_samples: int = 512) -> dict:
+    """The authors' release layout: the same examples under every split name, no meta."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, n_samples, generator=g) * 0.3
+    x[3] = 0.0  # a silent example
+    thetas = {"frequency": 40 + 1900 * torch.rand(n, 1, generator=g),
+              "weights": torch.rand(n, 8, generator=g)}
+    data = {f"{s}_tensors": x for s in sd.SPLITS} | {f"{s}_thetas": thetas for s in sd.SPLITS}
+    torch.save(data, path)
+    return data
+
+
+def test_authors_format_with_datamodule(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "authors.pth"
+    original = write_authors_file(path)
+    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=5, generate_if_missing=False)
+    with caplog.at_level(logging.WARNING, logger="synthetic_data"):
+        dm.setup("fit")
+    assert any("same 12 examples" in r.getMessage() for r in caplog.records)
+    assert dm.sample_rate == 16000 and dm.n_samples == 512
+    x = dm.train_dataset.x
+    peaks = x.abs().amax(dim=1)
+    assert torch.all(torch.isfinite(x))
+    assert torch.equal(x[3], torch.zeros(512))
+    keep = torch.arange(12) != 3
+    torch.testing.assert_close(peaks[keep], torch.full((11,), 0.9))
+    # scaling keeps the waveform's shape: x = c * original with c > 0
+    ratio = x[0] / original["train_tensors"][0]
+    torch.testing.assert_close(ratio, ratio[0].expand(512))
+    batch = next(iter(dm.val_dataloader()))
+    assert set(batch) == {"x", "f0_hz", "weights", "index"}
+    assert batch["x"].shape == (5, 512) and batch["x"].dtype == torch.float32
+    assert batch["f0_hz"].shape == (5, 1) and batch["weights"].shape == (5, 8)
+    assert batch["index"].dtype == torch.int64 and torch.equal(batch["index"], torch.arange(5))
+    torch.testing.assert_close(batch["f0_hz"], original["val_thetas"]["frequency"][:5])
+
+
+def test_datamodule_batches_and_shuffle(tmp_path: Path, small: dict) -> None:
+    path = tmp_path / "small.pth"
+    save_dataset(small, path)
+    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, batch_size_val=7, seed=5)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert sum(b["x"].shape[0] for b in batches) == 120
+    order = torch.cat([b["index"] for b in batches])
+    assert sorted(order.tolist()) == list(range(120)) and not torch.equal(order, torch.arange(120))
+    b = batches[0]
+    assert b["x"].shape == (16, 1024) and b["f0_hz"].shape == (16, 1)
+    assert b["weights"].shape == (16, 8)
+    assert b["index"].shape == (16,) and b["index"].dtype == torch.int64
+    torch.testing.assert_close(b["f0_hz"], small["train_thetas"]["frequency"][b["index"]])
+    torch.testing.assert_close(b["x"].abs().amax(1), torch.full((16,), 0.9))
+    # reproducible shuffle: a fresh DataModule with the same seed gives the same order
+    dm2 = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, seed=5)
+    dm2.setup()
+    assert torch.equal(torch.cat([b["index"] for b in dm2.train_dataloader()]), order)
+    val = list(dm.val_dataloader())
+    assert [v["x"].shape[0] for v in val] == [7] * 7 + [1]
+    assert torch.equal(torch.cat([v["index"] for v in val]), torch.arange(50))
+    assert len(dm.test_dataset) == 30
+
+
+def test_datamodule_per_frame_f0(tmp_path: Path) -> None:
+    path = tmp_path / "vib.pth"
+    save_dataset(generate_dataset(n_examples=20, n_samples=512, vibrato_cents=30.0), path)
+    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=4, shuffle=False)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["f0_hz"].shape == (4, 16)
+    assert torch.equal(batch["index"], torch.arange(4))
+
+
+def test_datamodule_sample_rate_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "sr.pth"
+    data = generate_dataset(n_examples=10, n_samples=512, sample_rate=8000, f0_max=1000.0)
+    save_dataset(data, path)
+    dm = PreloadedSinusoidDataModule(data_path=str(path), sample_rate=16000)
+    with pytest.raises(ValueError, match="8000 Hz") as info:
+        dm.setup()
+    assert "\n" not in str(info.value)
+
+
+def test_datamodule_generates_missing_file_from_its_name(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "data" / "40_1950_512_04_1_30_8_1_harmonic_seed2.pth"
+    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=4)
+    assert dm.n_samples == 512  # parsed from the name before setup
+    with caplog.at_level(logging.INFO, logger="synthetic_data"):
+        dm.prepare_data()
+        dm.setup()
+    generated = [r for r in caplog.records
+                 if r.name == "synthetic_data" and "generating" in r.getMessage()]
+    assert len(generated) == 1 and "\n" not in generated[0].getMessage()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    expected = generate_dataset(n_examples=30, n_samples=512, seed=2)
+    assert torch.equal(load_dataset(path)["test_tensors"], expected["test_tensors"])
+    assert len(dm.train_dataset) == 21 and dm.n_samples == 512
+
+
+def test_datamodule_missing_file_without_generation(tmp_path: Path) -> None:
+    dm = PreloadedSinusoidDataModule(data_path=str(tmp_path / "none.pth"),
+                                     generate_if_missing=False)
+    with pytest.raises(DataFormatError, match="not found") as info:
+        dm.setup()
+    assert "\n" not in str(info.value) and "none.pth" in str(info.value)
+
+
+def test_unwritable_directory_raises_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    path = blocker / "40_1950_512_04_1_30_8_1_harmonic.pth"
+    dm = PreloadedSinusoidDataModule(data_path=str(path))
+    with pytest.raises(PermissionError, match="writable") as info:
+        dm.prepare_data()
+    assert "\n" not in str(info.value)
+
+
+def _bad_files(tmp_path: Path, small: dict) -> dict[str, Path]:
+    good = tmp_path / "good.pth"
+    save_dataset(small, good)
+    raw = good.read_bytes()
+    files = {}
+    files["truncated"] = tmp_path / "truncated.pth"
+    files["truncated"].write_bytes(raw[: len(raw) // 2])
+    files["corrupt"] = tmp_path / "corrupt.pth"
+    files["corrupt"].write_bytes(np.random.default_rng(0).bytes(4096))
+    missing_key = {k: v for k, v in small.items() if k != "val_thetas"}
+    files["missing_key"] = tmp_path / "missing_key.pth"
+    torch.save(missing_key, files["missing_key"])
+    wrong_rank = dict(small, train_tensors=small["train_tensors"][:, None, :])
+    files["wrong_rank"] = tmp_path / "wrong_rank.pth"
+    torch.save(wrong_rank, files["wrong_rank"])
+    wrong_len = dict(small, test_thetas={"frequency": torch.ones(3, 1),
+                                         "weights": torch.ones(3, 8)})
+    files["wrong_len"] = tmp_path / "wrong_len.pth"
+    torch.save(wrong_len, files["wrong_len"])
+    not_dict = tmp_path / "list.pth"
+    torch.save([1, 2, 3], not_dict)
+    files["not_dict"] = not_dict
+    nan = dict(small, val_tensors=small["val_tensors"].clone())
+    nan["val_tensors"][2, 5] = float("nan")
+    files["nan"] = tmp_path / "nan.pth"
+    torch.save(nan, files["nan"])
+    files["missing"] = tmp_path / "absent.pth"
+    return files
+
+
+def test_bad_files_raise_one_line_data_format_error(tmp_path: Path, small: dict) -> None:
+    expected = {"truncated": "readable", "corrupt": "readable", "missing_key": "val_thetas",
+                "wrong_rank": "train_tensors", "wrong_len": "test_thetas", "not_dict": "dict",
+                "nan": "NaN", "missing": "not found"}
+    for kind, path in _bad_files(tmp_path, small).items():
+        with pytest.raises(DataFormatError) as info:
+            load_dataset(path)
+        message = str(info.value)
+        assert "\n" not in message, kind
+        assert path.name in message and expected[kind] in message, (kind, message)
+        assert "synthetic_data.py" in message, kind  # the fix
+        assert isinstance(info.value, ValueError)
+
+
+def _generate_concurrently(path: str, barrier, queue) -> None:
+    torch.set_num_threads(1)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("synthetic_data")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    barrier.wait()
+    dm = PreloadedSinusoidDataModule(data_path=path, batch_size=8)
+    dm.prepare_data()
+    dm.setup()
+    queue.put((len(records), float(dm.train_dataset.x.double().sum())))
+
+
+def test_two_processes_generate_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "40_1950_1024_04_1_300_8_1_harmonic.pth"
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_generate_concurrently, args=(str(path), barrier, queue))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(r[0] for r in results) == [0, 1], "exactly one process generated the file"
+    assert results[0][1] == results[1][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert load_dataset(path)["train_tensors"].shape == (210, 1024)
+    assert ensure_dataset(path) is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def test_cli_writes_file(tmp_path: Path) -> None:
+    out = tmp_path / "cli.pth"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "synthetic_data.py"), "--n-examples", "40", "--n-samples",
+         "512", "--seed", "3", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1 and str(out) in proc.stdout
+    data = load_dataset(out)
+    assert torch.equal(data["train_tensors"],
+                       generate_dataset(n_examples=40, n_samples=512, seed=3)["train_tensors"])
+
+
+def test_cli_bad_values(capsys) -> None:
+    assert sd.main(["--f0-max", "9000", "--n-examples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "f0_max" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        sd.main(["--n-examples", "many"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "n-examples" in err
+
+
+def test_fix_in_missing_file_error_regenerates_that_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "40_1950_512_025_1_30_8_1_harmonic_seed3_snr-5.pth"
+    with pytest.raises(DataFormatError) as info:
+        load_dataset(path)
+    command = shlex.split(str(info.value).split("`")[1])
+    assert command[:2] == ["python", "synthetic_data.py"]
+    assert sd.main(command[2:]) == 0
+    capsys.readouterr()
+    expected = generate_dataset(n_examples=30, n_samples=512, amp_min=0.25, seed=3, snr_db=-5.0)
+    assert torch.equal(load_dataset(path)["val_tensors"], expected["val_tensors"])
