@@ -60,19 +60,24 @@ def _check_wasserstein_args(u: Tensor, v: Tensor, positions: Tensor, p: float) -
         raise ValueError("positions must be sorted in ascending order; sort them and the weights")
 
 
-def _level_cost(d: Tensor, p: float) -> Tensor:
-    """|d|^p, exact for p = 2."""
-    return d * d if p == 2 else d.abs().pow(p)
+def _level_cost_into(out: Tensor, d: Tensor, p: float) -> None:
+    """out = |d|^p (exact for p = 2); ``d`` may be overwritten."""
+    if p == 2:
+        torch.mul(d, d, out=out)
+    else:
+        torch.pow(d.abs_(), p, out=out)
 
 
 class _MergedW1D(torch.autograd.Function):
     """W_p^p through the rank merge of the two cumulative sums, with an O(n) analytic backward.
 
     u, v: (M, n) contiguous; x: (n,). The 2n levels U_i = cumsum(u)_i, V_j = cumsum(v)_j are
-    ordered by value, ties broken with U before V and each in index order. In that order, U_i is
-    at position i + r_i with r_i = #{V < U_i}, and V_j at j + s_j with s_j = #{U <= V_j}. The
-    interval ending at a level q has the quantile lookups #{U < q}, #{V < q} (clipped to n - 1),
-    i.e. (i, r_i) for U_i and (s_j, j) for V_j. With L(q) = min(q, 1) under cutoff (else q):
+    ordered by value, ties broken with U before V and each in index order. In that order U_i
+    follows r_i = #{V < U_i} levels of v (one ``searchsorted``) and V_j follows
+    s_j = #{U <= V_j} = #{i : r_i <= j} levels of u (a histogram of r, no second search); its
+    predecessor is max(U_{i-1}, V_{r_i - 1}), resp. max(V_{j-1}, U_{s_j - 1}). The interval ending
+    at a level q has the quantile lookups #{U < q}, #{V < q} (clipped to n - 1), i.e. (i, r_i)
+    for U_i and (s_j, j) for V_j. With L(q) = min(q, 1) under cutoff (else q):
         W = sum_m (L(q_m) - L(q_{m-1})) c_m = sum_m L(q_m) (c_m - c_{m+1}),  c_m = |x_a - x_b|^p,
     so dW/dq_m = L'(q_m) (c_m - c_{m+1}) and dW/du_k = sum_{i >= k} dW/dU_i.
     """
@@ -85,29 +90,34 @@ class _MergedW1D(torch.autograd.Function):
         cum_u = u.cumsum(-1)
         cum_v = v.cumsum(-1)
         r = torch.searchsorted(cum_v, cum_u, side="left")
-        # s_j = #{U <= V_j} = #{i : r_i <= j}: a histogram of r, no second search.
         counts = torch.zeros(rows, n + 1, dtype=r.dtype, device=r.device)
-        s = counts.scatter_add_(-1, r, torch.ones_like(r)).cumsum(-1)[:, :n]
-        zero = cum_u.new_zeros(rows, 1)
-        padded_u = torch.cat([zero, cum_u], -1)
-        padded_v = torch.cat([zero, cum_v], -1)
-        prev_u = torch.maximum(padded_u[:, :-1], padded_v.gather(-1, r))
-        prev_v = torch.maximum(padded_v[:, :-1], padded_u.gather(-1, s))
+        s = counts.scatter_add_(-1, r, torch.ones_like(r)).cumsum_(-1)[:, :n]
+        # Levels (clamped at 1 under cutoff) with a leading 0: padded[:, k] is level k - 1.
+        padded_u = cum_u.new_empty(rows, n + 1)
+        padded_v = cum_v.new_empty(rows, n + 1)
+        padded_u[:, 0] = 0.0
+        padded_v[:, 0] = 0.0
         if cutoff:
-            delta_u = cum_u.clamp(max=1.0) - prev_u.clamp_(max=1.0)
-            delta_v = cum_v.clamp(max=1.0) - prev_v.clamp_(max=1.0)
+            torch.clamp(cum_u, max=1.0, out=padded_u[:, 1:])
+            torch.clamp(cum_v, max=1.0, out=padded_v[:, 1:])
         else:
-            delta_u = cum_u - prev_u
-            delta_v = cum_v - prev_v
-        # A lookup past the last level (rank n) lands on the last bin: x extended by x[n - 1].
+            padded_u[:, 1:] = cum_u
+            padded_v[:, 1:] = cum_v
+        prev = torch.maximum(padded_u[:, :-1], padded_v.gather(-1, r))
+        delta_u = torch.sub(padded_u[:, 1:], prev, out=prev)
+        prev = torch.maximum(padded_v[:, :-1], padded_u.gather(-1, s))
+        delta_v = torch.sub(padded_v[:, 1:], prev, out=prev)
+        # Rank n (a lookup past the last level) lands on the last bin: x extended by x[n - 1].
+        # Costs get a trailing 0 column: the cost "after" the last merged level.
         x_ext = torch.cat([x, x[-1:]]).expand(rows, n + 1)
-        cost_u = _level_cost(x - x_ext.gather(-1, r), p)
-        cost_v = _level_cost(x_ext.gather(-1, s) - x, p)
-        w = (delta_u * cost_u).sum(-1) + (delta_v * cost_v).sum(-1)
-        if cutoff:
-            ctx.save_for_backward(r, s, cost_u, cost_v, cum_u <= 1.0, cum_v <= 1.0)
-        else:
-            ctx.save_for_backward(r, s, cost_u, cost_v)
+        cost_u = cum_u.new_empty(rows, n + 1)
+        cost_v = cum_v.new_empty(rows, n + 1)
+        cost_u[:, n] = 0.0
+        cost_v[:, n] = 0.0
+        _level_cost_into(cost_u[:, :n], x_ext.gather(-1, r).sub_(x), p)
+        _level_cost_into(cost_v[:, :n], x_ext.gather(-1, s).sub_(x), p)
+        w = torch.linalg.vecdot(delta_u, cost_u[:, :n]) + torch.linalg.vecdot(delta_v, cost_v[:, :n])
+        ctx.save_for_backward(r, s, cost_u, cost_v, cum_u, cum_v)
         ctx.cutoff = cutoff
         return w
 
@@ -116,25 +126,26 @@ class _MergedW1D(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: FunctionCtx, grad_w: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
-        r, s, cost_u, cost_v, *below_one = ctx.saved_tensors
-        zero = cost_u.new_zeros(cost_u.shape[0], 1)
-        ext_u = torch.cat([cost_u, zero], -1)
-        ext_v = torch.cat([cost_v, zero], -1)
-        last = torch.zeros_like(r[:, :1], dtype=torch.bool)
-        sides = ((r, cost_u, ext_u, ext_v), (s, cost_v, ext_v, ext_u))
+        r, s, cost_u, cost_v, cum_u, cum_v = ctx.saved_tensors
+        rows, n = r.shape
+        sides = ((r, cost_u, cost_v, cum_u), (s, cost_v, cost_u, cum_v))
         grads: list[Tensor | None] = []
-        for side, (rank, cost, ext_own, ext_other) in enumerate(sides):
+        for side, (rank, cost_own, cost_other, cum) in enumerate(sides):
             if not ctx.needs_input_grad[side]:
                 grads.append(None)
                 continue
-            # The successor of a level in the merged order is its own next level when no level
-            # of the other distribution comes between (equal ranks), else the other's level.
-            next_is_own = torch.cat([rank[:, 1:] == rank[:, :-1], last], -1)
-            successor = torch.where(next_is_own, ext_own[:, 1:], ext_other.gather(-1, rank))
-            grad_levels = (cost - successor) * grad_w[:, None]
+            # The successor of a level in the merged order is the next level of its own
+            # distribution when no level of the other comes between (equal ranks), else the
+            # other's level at its rank.
+            next_is_own = torch.empty(rows, n, dtype=torch.bool, device=rank.device)
+            torch.eq(rank[:, 1:], rank[:, :-1], out=next_is_own[:, :-1])
+            next_is_own[:, -1] = False
+            successor = torch.where(next_is_own, cost_own[:, 1:], cost_other.gather(-1, rank))
+            grad_levels = torch.sub(cost_own[:, :n], successor, out=successor)
             if ctx.cutoff:
-                grad_levels = grad_levels * below_one[side]
-            grads.append(grad_levels.flip(-1).cumsum(-1).flip(-1))
+                grad_levels.masked_fill_(cum > 1.0, 0.0)
+            grad = grad_levels.flip(-1).cumsum_(-1).flip(-1)
+            grads.append(grad.mul_(grad_w[:, None]))
         return grads[0], grads[1], None, None, None
 
 

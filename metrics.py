@@ -129,8 +129,9 @@ def raw_chroma_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
 
 
 def octave_difference(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
-    """Mean octave difference OD = mean(sign(d) floor((|d| + 50) / 1200)), d = cents(true) - cents(pred).
+    """Mean octave difference OD = mean(sign(d) floor((|d| + 50) / 1200)).
 
+    d = cents(true) - cents(pred) per frame.
     Positive when predictions are octaves too low; the paper's table reports -OD.
     """
     d = _cents_difference(pred_f0_hz, true_f0_hz)
@@ -143,7 +144,7 @@ def median_cents_error(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
 
 
 def within_octave_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
-    """Fraction of frames with |cents(true) - cents(pred)| < 600 (within half an octave), in [0, 1]."""
+    """Fraction of frames with |cents(true) - cents(pred)| < 600 (half an octave), in [0, 1]."""
     return float(np.mean(np.abs(_cents_difference(pred_f0_hz, true_f0_hz)) < 600.0))
 
 

@@ -29,14 +29,14 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from models.synth import HarmonicSynth
 
@@ -649,6 +649,29 @@ class PreloadedSplit(Dataset):
                 "index": index}
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch, a pure function of (seed, epoch).
+
+    Lightning calls ``set_epoch`` before every training epoch, so a run resumed at an
+    epoch boundary draws exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
 def collate_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """DataLoader collate for ``PreloadedSplit.__getitems__``: the batch dict is already built."""
     return batch
@@ -664,7 +687,9 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         peak: each waveform is scaled to max |x| = peak (silent ones stay 0).
         generate_if_missing: generate a missing file (arguments parsed from its name).
         sample_rate: expected sample rate (Hz); a file with another one raises ValueError.
-        seed: seed of the training shuffle; shuffle: shuffle the training split.
+        seed: seed of the training shuffle (None: the global seed, i.e. ``seed_everything``);
+            a new permutation each epoch, a function of (seed, epoch) only.
+        shuffle: shuffle the training split.
 
     Batches: {"x": (B, N) float32, "f0_hz": (B, 1) or (B, T) Hz, "weights": (B, K),
     "index": (B,) int64 index in the split}.
@@ -679,7 +704,7 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         peak: float = 0.9,
         generate_if_missing: bool = True,
         sample_rate: int = 16000,
-        seed: int = 0,
+        seed: int | None = None,
         shuffle: bool = True,
     ) -> None:
         super().__init__()
@@ -690,7 +715,8 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         if _check_finite(peak, "peak") <= 0:
             raise ValueError(f"peak must be > 0, got {peak!r}")
         _check_int(sample_rate, "sample_rate", 1)
-        _check_int(seed, "seed", 0)
+        if seed is not None:
+            _check_int(seed, "seed", 0)
         self.data_path = Path(data_path)
         self.batch_size = batch_size
         self.batch_size_val = batch_size if batch_size_val is None else batch_size_val
@@ -755,11 +781,11 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         if dataset is None:
             raise RuntimeError("the data is not loaded; call setup() first")
         shuffle = train and self.shuffle
+        seed = torch.initial_seed() if self.seed is None else self.seed
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochShuffleSampler(len(dataset), seed) if shuffle else None,
             collate_fn=collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

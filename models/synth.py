@@ -144,7 +144,9 @@ def frequency_sampling_fir(magnitudes: Tensor) -> Tensor:
     Returns (L,), magnitudes' dtype.
     """
     if magnitudes.ndim != 1 or magnitudes.shape[0] < 2:
-        raise ValueError(f"magnitudes must have shape (F,) with F >= 2, got {tuple(magnitudes.shape)}")
+        raise ValueError(
+            f"magnitudes must have shape (F,) with F >= 2, got {tuple(magnitudes.shape)}"
+        )
     ir = torch.fft.irfft(magnitudes.to(torch.complex128))
     window = torch.fft.fftshift(_periodic_hann(ir.shape[-1], torch.float64, ir.device))
     return torch.fft.fftshift(ir * window).to(magnitudes.dtype)
@@ -161,7 +163,9 @@ def fft_convolve_zero_phase(audio: Tensor, impulse_response: Tensor) -> Tensor:
     if audio.ndim != 2:
         raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
     if impulse_response.ndim != 1:
-        raise ValueError(f"impulse_response must have shape (L,), got {tuple(impulse_response.shape)}")
+        raise ValueError(
+            f"impulse_response must have shape (L,), got {tuple(impulse_response.shape)}"
+        )
     n_samples, ir_size = audio.shape[-1], impulse_response.shape[-1]
     fft_size = 1 << (n_samples + ir_size - 2).bit_length()
     spectrum = torch.fft.rfft(audio, n=fft_size) * torch.fft.rfft(
@@ -175,7 +179,8 @@ def fft_convolve_zero_phase(audio: Tensor, impulse_response: Tensor) -> Tensor:
 class HarmonicSynth(nn.Module):
     """Frozen DDSP harmonic synthesizer: frame controls -> audio (no trainable parameters).
 
-    forward(amplitudes (B, T, K), f0_hz (B, T, 1)) -> audio (B, n_samples):
+    forward(amplitudes (B, T, K), f0_hz (B, T, 1), n_samples=None) -> audio (B, n_samples)
+    (n_samples defaults to the constructor's):
     amplitudes are upsampled with overlapping Hann windows, f0 linearly; harmonic k has
     frequency k * f0 (k = 1..K) and is silenced at audio rate where k * f0 >= sr / 2;
     y[n] = sum_k a_k[n] sin(k phi[n]), phi = cumsum(2 pi f0 / sr). With ``roll_off`` the
@@ -209,7 +214,8 @@ class HarmonicSynth(nn.Module):
             self.n_roll_off_bands = n_roll_off_bands
 
     def extra_repr(self) -> str:
-        text = f"n_samples={self.n_samples}, sample_rate={self.sample_rate}, roll_off={self.roll_off}"
+        text = f"n_samples={self.n_samples}, sample_rate={self.sample_rate}, "
+        text += f"roll_off={self.roll_off}"
         if self.roll_off:
             text += f", roll_off_hz={self.roll_off_hz}, n_roll_off_bands={self.n_roll_off_bands}"
         return text

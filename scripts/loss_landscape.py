@@ -69,7 +69,9 @@ def _check_offsets(offsets_hz: np.ndarray, target_hz: float) -> np.ndarray:
         raise ValueError(f"offsets_hz must be a non-empty 1-D array, got shape {offsets_hz.shape}")
     frequencies = target_hz + offsets_hz
     if not np.all((frequencies > 0) & (frequencies < SAMPLE_RATE / 2)):
-        raise ValueError(f"offsets_hz must keep target_hz + offset inside (0, {SAMPLE_RATE / 2}) Hz")
+        raise ValueError(
+            f"offsets_hz must keep target_hz + offset inside (0, {SAMPLE_RATE / 2}) Hz"
+        )
     return frequencies
 
 
@@ -116,7 +118,9 @@ def loss_landscape(
     return curves
 
 
-def plot(offsets_hz: np.ndarray, curves: dict[str, np.ndarray], target_hz: float, out: Path) -> None:
+def plot(
+    offsets_hz: np.ndarray, curves: dict[str, np.ndarray], target_hz: float, out: Path
+) -> None:
     """Write the figure: left, every curve / its maximum; right, a +-150 Hz zoom, each curve
     divided by its maximum inside the zoom."""
     import matplotlib
@@ -140,7 +144,9 @@ def plot(offsets_hz: np.ndarray, curves: dict[str, np.ndarray], target_hz: float
             axis.plot(offsets_hz[mask], values / values.max(), label=name, **styles[name])
         axis.axvline(0.0, color="0.5", lw=0.8, ls=":")
         axis.grid(alpha=0.3)
-    axes[0].set_xlabel(f"frequency offset of the predicted sine from the {target_hz:.0f} Hz target (Hz)")
+    axes[0].set_xlabel(
+        f"frequency offset of the predicted sine from the {target_hz:.0f} Hz target (Hz)"
+    )
     axes[1].set_xlabel("offset (Hz)")
     axes[0].set_ylabel("loss / max loss")
     axes[0].set_title("Loss against a sine's frequency offset (16 kHz, 4096 samples)")

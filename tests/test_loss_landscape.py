@@ -77,11 +77,14 @@ def test_sot_full_frames_monotone_near_target() -> None:
 
 def test_sot_per_frame_decomposes_the_loss(curves: dict[str, np.ndarray]) -> None:
     """The mean of the per-frame values over all 16 frames is SpectralOTLoss itself."""
-    frames = sot_per_frame(DEFAULT_OFFSETS_HZ)
-    assert frames.shape == (DEFAULT_OFFSETS_HZ.size, 16)
-    np.testing.assert_allclose(frames.mean(-1), curves["SOT-2048"], rtol=1e-6, atol=1e-12)
+    subset = slice(None, None, 7)
+    frames = sot_per_frame(DEFAULT_OFFSETS_HZ[subset])
+    assert frames.shape == (DEFAULT_OFFSETS_HZ[subset].size, 16)
+    np.testing.assert_allclose(frames.mean(-1), curves["SOT-2048"][subset], rtol=1e-6, atol=1e-12)
     with torch.no_grad():
-        direct = SpectralOTLoss(reduction="none")(sines(np.array([1500.0])), sines(np.array([1000.0])))
+        direct = SpectralOTLoss(reduction="none")(
+            sines(np.array([1500.0])), sines(np.array([1000.0]))
+        )
     index = int(np.flatnonzero(DEFAULT_OFFSETS_HZ == 500.0)[0])
     assert float(direct[0]) == pytest.approx(curves["SOT-2048"][index], rel=1e-6)
 
@@ -91,10 +94,6 @@ def test_sot_as_trained_is_ordered_at_350_hz(curves: dict[str, np.ndarray]) -> N
     for distance, values in _sides(DEFAULT_OFFSETS_HZ, curves["SOT-2048"]):
         far_apart = distance[None, :] - distance[:, None] >= 350.0  # [i, j]: j farther than i
         assert np.all(values[None, :] > values[:, None], where=far_apart)
-    # Without the partially padded frames the ordering holds at every step (previous tests),
-    # so the ripple is theirs: its size relative to the full-frame curve's range.
-    ripple = np.abs(curves["SOT-2048"] - curves[SOT_FULL]).max() / curves[SOT_FULL].max()
-    assert 0.01 < ripple < 0.25
 
 
 def test_sot_range_dwarfs_mss_lin_far_from_target(curves: dict[str, np.ndarray]) -> None:

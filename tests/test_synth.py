@@ -67,7 +67,10 @@ def numpy_synth(amps: np.ndarray, f0: np.ndarray, n_samples: int, sr: int = SR) 
     return out
 
 
-def constant_controls(amps: list[float], f0: float, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def constant_controls(
+    amps: list[float], f0: float, n_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Constant controls: amplitudes (1, T, K) and f0 (1, T, 1) in Hz, float32."""
     a = torch.tensor(amps, dtype=torch.float32).expand(1, n_frames, len(amps)).clone()
     f = torch.full((1, n_frames, 1), f0, dtype=torch.float32)
     return a, f
@@ -80,6 +83,16 @@ def test_constant_controls_match_closed_form(f0: float) -> None:
     audio = HarmonicSynth(n_samples=4096)(a, f)  # (1, 4096)
     assert audio.shape == (1, 4096)
     ref = numpy_sinusoids(np.array(amps), f0, 4096)
+    np.testing.assert_allclose(audio[0].numpy(), ref, rtol=0, atol=1e-5)
+
+
+def test_n_samples_per_call_overrides_the_default() -> None:
+    """The same 16 frames rendered to 8192 samples (hop 512) instead of 4096."""
+    amps = [1.0, 0.5, 0.25]
+    a, f = constant_controls(amps, 440.0, 16)
+    audio = HarmonicSynth(n_samples=4096)(a, f, 8192)
+    assert audio.shape == (1, 8192)
+    ref = numpy_sinusoids(np.array(amps), 440.0, 8192)
     np.testing.assert_allclose(audio[0].numpy(), ref, rtol=0, atol=1e-5)
 
 
@@ -174,8 +187,9 @@ def test_roll_off_adds_no_delay() -> None:
     noise = torch.randn(1, 4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     out = fft_convolve_zero_phase(noise, ir.double())
     x, y = noise[0].numpy(), out[0].numpy()
-    lags = np.arange(-20, 21)
-    xcorr = [np.dot(y[max(0, l) : 4096 + min(0, l)], x[max(0, -l) : 4096 - max(0, l)]) for l in lags]
+    lags = np.arange(-20, 21)  # xcorr[k] = sum_n y[n + k] x[n]
+    n = 4096
+    xcorr = [np.dot(y[max(0, k) : n + min(0, k)], x[max(0, -k) : n - max(0, k)]) for k in lags]
     assert lags[int(np.argmax(xcorr))] == 0
     full = np.convolve(x, ir.double().numpy())  # (N + 127,)
     np.testing.assert_allclose(y, full[64 : 64 + 4096], atol=1e-10)
@@ -194,7 +208,8 @@ def test_fir_matches_numpy_design() -> None:
     freqs = np.linspace(0, SR / 2, 65)
     np.testing.assert_allclose(mags.numpy(), np.minimum(1.0, 500.0 / np.maximum(freqs, 1e-9)))
     ir = np.fft.irfft(mags.numpy()) * np.fft.fftshift(scipy.signal.get_window("hann", 128))
-    np.testing.assert_allclose(frequency_sampling_fir(mags).numpy(), np.fft.fftshift(ir), rtol=0, atol=1e-14)
+    expected = np.fft.fftshift(ir)
+    np.testing.assert_allclose(frequency_sampling_fir(mags).numpy(), expected, rtol=0, atol=1e-14)
 
 
 def test_no_parameters_and_buffers_not_saved() -> None:
