@@ -56,7 +56,9 @@ def _check_wasserstein_args(u: Tensor, v: Tensor, positions: Tensor, p: float) -
         raise ValueError(f"p must be a finite number >= 1, got {p!r}")
     if positions.requires_grad and torch.is_grad_enabled():
         raise ValueError("positions must not require grad: wasserstein_1d differentiates weights only")
-    if positions.shape[0] > 1 and bool((positions[1:] < positions[:-1]).any()):
+    # Checked on CPU only: on an accelerator the check would stall on a host sync every call.
+    on_cpu = positions.device.type == "cpu"
+    if on_cpu and positions.shape[0] > 1 and bool((positions[1:] < positions[:-1]).any()):
         raise ValueError("positions must be sorted in ascending order; sort them and the weights")
 
 
@@ -174,7 +176,8 @@ def wasserstein_1d(
     Args:
         u_weights, v_weights: (..., n) non-negative masses (not checked), any leading dims; they
             are NOT normalized here (the caller normalizes).
-        positions: (n,) ascending support (e.g. normalized frequency, unitless); no gradient.
+        positions: (n,) ascending support (e.g. normalized frequency, unitless; checked when on
+            CPU); no gradient.
         p: ground-cost exponent, p >= 1.
         cutoff: the paper's unbalanced mode: merged cumulative levels are clamped at 1, so mass
             above a total of 1 carries no cost.

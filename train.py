@@ -120,6 +120,12 @@ class SOTCLI(LightningCLI):
                 init_args.save_dir = str(self.run_dir / "logs")
 
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+
 def _configure_wandb_environment(run_dir: Path, experiment: str, seed: int) -> None:
     """W&B: offline unless the user chose a mode; name, group and a run id stable across resumes."""
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -146,7 +152,7 @@ def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
-        trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [RNGStateCallback()]},
+        trainer_defaults={"callbacks": [RNGStateCallback()]},
         parser_kwargs={"default_config_files": [str(BASE_CONFIG)], "parser_mode": "omegaconf"},
         seed_everything_default=42,
         args=args,

@@ -102,6 +102,10 @@ def bench_shape(n_fft: int, batch: int, repeats: int, warmup: int, p: float = 2.
         for name, (fn, _note) in methods.items():
             times[name].append(_time_once(fn, u))
     ours = statistics.median(times["ours (losses.wasserstein_1d)"])
+    with torch.no_grad():
+        ours_values = wasserstein_1d(pred, target, positions, p=p, cutoff=True)
+        ref_values = reference_wasserstein_1d(pred, target, positions, p=p, cutoff=True)
+    value_rel_diff = float(((ours_values - ref_values).abs() / ref_values.abs()).max())
     rows = []
     for name, (_fn, note) in methods.items():
         median = statistics.median(times[name])
@@ -113,6 +117,7 @@ def bench_shape(n_fft: int, batch: int, repeats: int, warmup: int, p: float = 2.
                 "median_ms": 1e3 * median,
                 "ratio_vs_ours": median / ours,
                 "repeats": repeats,
+                "max_rel_value_diff_vs_reference": value_rel_diff,
             }
         )
     return rows
@@ -133,12 +138,15 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Run the benchmark, print a Markdown table, return its rows (one dict per shape and method)."""
+    """Run the benchmark, print a Markdown table, return its rows (one dict per shape and method).
+
+    ``argv`` are command-line options (e.g. ``["--quick"]``); None means none, not ``sys.argv``.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (about 10 s)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)
     if args.batch <= 0:
         raise ValueError(f"--batch must be positive, got {args.batch}")
     if args.threads > 0:
@@ -152,8 +160,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {repeats}"
     )
     print(markdown_table(rows))
+    for row in rows[::3]:
+        print(
+            f"{row['shape']}: max relative difference of W_2^2 values, ours vs reference: "
+            f"{row['max_rel_value_diff_vs_reference']:.1e}"
+        )
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

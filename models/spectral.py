@@ -39,25 +39,26 @@ def _check_positive_int(value: int, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def get_window(name: str, n: int) -> Tensor:
+def get_window(name: str, n: int, dtype: torch.dtype | None = None) -> Tensor:
     """Periodic (DFT-even) window of length ``n``, as ``scipy.signal.get_window(name, n)``.
 
     ``name`` is one of "hann", "hamming", "blackman", "flattop", "rectangular".
     w[j] = sum_k (-1)^k a_k cos(2 pi k j / n), j = 0..n-1, computed in float64.
-    Returns a Tensor (n,) of torch's default dtype (float32 unless changed).
+    Returns a Tensor (n,) of ``dtype`` (default: torch's default dtype, float32 unless changed).
     """
     if name not in _COSINE_WINDOWS:
         raise ValueError(
             f"window must be one of {sorted(_COSINE_WINDOWS)}, got {name!r}"
         )
     _check_positive_int(n, "n")
+    dtype = torch.get_default_dtype() if dtype is None else dtype
     if n == 1:
-        return torch.ones(1)
+        return torch.ones(1, dtype=dtype)
     phase = 2.0 * math.pi * torch.arange(n, dtype=torch.float64) / n
     window = torch.zeros(n, dtype=torch.float64)
     for k, a_k in enumerate(_COSINE_WINDOWS[name]):
         window += (-1) ** k * a_k * torch.cos(k * phase)
-    return window.to(torch.get_default_dtype())
+    return window.to(dtype)
 
 
 def hz_to_midi(f: Tensor | float) -> Tensor:
@@ -140,7 +141,8 @@ class STFT(nn.Module):
         self.hop_length = hop_length
         self.normalized = normalized
         self.sample_rate = sample_rate
-        self.register_buffer("window", get_window(window, n_fft), persistent=False)
+        # Kept in float64 and cast to the audio's dtype in forward, so float64 audio is exact.
+        self.register_buffer("window", get_window(window, n_fft, torch.float64), persistent=False)
 
     @property
     def n_bins(self) -> int:
@@ -149,9 +151,9 @@ class STFT(nn.Module):
 
     @property
     def frequencies(self) -> Tensor:
-        """Bin centre frequencies k * sample_rate / n_fft in Hz, Tensor (F,), window's dtype/device."""
+        """Bin centre frequencies k * sample_rate / n_fft in Hz: float64 Tensor (F,), window's device."""
         k = torch.arange(self.n_bins, dtype=torch.float64, device=self.window.device)
-        return (k * self.sample_rate / self.n_fft).to(self.window.dtype)
+        return k * self.sample_rate / self.n_fft
 
     def n_frames(self, n_samples: int) -> int:
         """ceil(n_samples / hop_length)."""

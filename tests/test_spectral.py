@@ -48,8 +48,10 @@ def cqt() -> CQT:
 def test_window_equals_scipy_periodic(name: str, n: int) -> None:
     expected = scipy.signal.get_window(name, n, fftbins=True)
     got = get_window(name, n)
-    assert got.shape == (n,)
+    assert got.shape == (n,) and got.dtype == torch.get_default_dtype()
     np.testing.assert_allclose(got.double().numpy(), expected, rtol=0, atol=1e-7)
+    exact = get_window(name, n, dtype=torch.float64)
+    np.testing.assert_allclose(exact.numpy(), expected, rtol=0, atol=1e-14)
 
 
 def test_rectangular_window_is_ones() -> None:

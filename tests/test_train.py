@@ -45,7 +45,7 @@ def test_experiment_configs_resolve_to_the_paper_settings(tiny_data_path: Path, 
     model: HarmonicAutoencoder = cli.model
     assert count_parameters(model) == 46_012  # only the encoder trains
     sot = model.loss.terms["sot"]
-    assert (sot.n_fft, sot.log_frequency, sot.cutoff, sot.p) == (512, True, True, 2.0)
+    assert (sot.stft.n_fft, sot.log_frequency, sot.cutoff, sot.p) == (512, True, True, 2.0)
     assert model.loss.weights == {"sot": 1.0, "mss_lin": 0.05}
     assert model.temperature == 0.1
     assert cli.config.model.optimizer.init_args.lr == 1e-4

@@ -1,0 +1,494 @@
+"""Losses (losses.py) against independent oracles: POT, SciPy, a NumPy STFT, exact identities.
+
+Units: positions are unitless (normalized frequency); weights are masses; losses are W_p^p in
+positions^p (SOT) or STFT magnitude units (MSS).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import ot
+import pytest
+import scipy.signal
+import scipy.stats
+import torch
+from torch import Tensor, nn
+
+from benchmarks.reference_sot import reference_wasserstein_1d
+from losses import (
+    LossMixture,
+    MultiScaleSpectralLoss,
+    SpectralOTLoss,
+    as_mixture,
+    wasserstein_1d,
+)
+from models.spectral import cqt_frequencies
+
+SR = 16000
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def random_histograms(
+    shape: tuple[int, ...], n: int, seed: int, zero_fraction: float = 0.3, dtype=torch.float64
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(u, v, positions): weights (*shape, n) in [0, 1) with some exact zeros, sorted positions (n,)."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(*shape, n, generator=gen, dtype=torch.float64)
+    v = torch.rand(*shape, n, generator=gen, dtype=torch.float64)
+    u = u * (torch.rand(u.shape, generator=gen, dtype=torch.float64) > zero_fraction)
+    v = v * (torch.rand(v.shape, generator=gen, dtype=torch.float64) > zero_fraction)
+    positions = torch.sort(torch.rand(n, generator=gen, dtype=torch.float64) * 3.0 - 1.0).values
+    return u.to(dtype), v.to(dtype), positions.to(dtype)
+
+
+def generic_histograms(shape: tuple[int, ...], n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Weights bounded away from 0 (no tied cumulative levels, checked), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    u = 0.1 + torch.rand(*shape, n, generator=gen, dtype=torch.float64)
+    v = 0.1 + torch.rand(*shape, n, generator=gen, dtype=torch.float64)
+    positions = torch.sort(torch.rand(n, generator=gen, dtype=torch.float64)).values
+    levels = torch.sort(torch.cat([u.cumsum(-1), v.cumsum(-1)], -1), -1).values
+    assert levels.diff(dim=-1).min() > 1e-4, "pick another seed: levels nearly tie"
+    return u, v, positions
+
+
+def pot_rows(u: Tensor, v: Tensor, positions: Tensor, p: float) -> Tensor:
+    """POT's ot.wasserstein_1d for each row of (M, n) weights (POT batches along axis 0)."""
+    n = u.shape[-1]
+    values = positions[:, None].expand(n, u.reshape(-1, n).shape[0])
+    out = ot.wasserstein_1d(values, values, u.reshape(-1, n).T, v.reshape(-1, n).T, p=p)
+    return out.reshape(u.shape[:-1])
+
+
+def truncate_for_cutoff(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Balanced measures whose plain W_p^p equals the cutoff W_p^p of (u, v).
+
+    Cumulative levels are clamped at 1 (mass above 1 removed); a measure whose mass ends below
+    the common top level min(max(masses), 1) gets the deficit on its last bin, where the
+    quantile lookups past its end land.
+    """
+    top = torch.minimum(torch.maximum(u.sum(-1), v.sum(-1)), torch.ones(()))[..., None]
+    out = []
+    for w in (u, v):
+        cum = w.cumsum(-1).clamp(max=1.0)
+        trimmed = torch.diff(cum, dim=-1, prepend=torch.zeros_like(cum[..., :1]))
+        trimmed[..., -1] += (top - cum[..., -1:]).squeeze(-1)
+        out.append(trimmed)
+    return out[0], out[1]
+
+
+def numpy_power_frames(audio: np.ndarray, n_fft: int, hop: int, window: str) -> np.ndarray:
+    """|STFT|^2 (frames, F) of a 1-D float64 signal: end-padded, not centered, / sqrt(n_fft)."""
+    n_frames = math.ceil(len(audio) / hop)
+    padded = np.zeros((n_frames - 1) * hop + n_fft)
+    padded[: len(audio)] = audio
+    w = scipy.signal.get_window(window, n_fft)
+    frames = np.stack([padded[t * hop : t * hop + n_fft] * w for t in range(n_frames)])
+    return np.abs(np.fft.rfft(frames, axis=-1) / math.sqrt(n_fft)) ** 2
+
+
+def harmonic(f0: float, n_harmonics: int = 3, n: int = 4096, dtype=torch.float32) -> Tensor:
+    """A (1, n) harmonic waveform at 16 kHz with partials k * f0, amplitudes 1 / k."""
+    t = torch.arange(n, dtype=torch.float64) / SR
+    k = torch.arange(1, n_harmonics + 1, dtype=torch.float64)[:, None]
+    return ((1.0 / k) * torch.sin(2 * math.pi * f0 * k * t)).sum(0, keepdim=True).to(dtype)
+
+
+def assert_one_line_value_error(fn, argument: str) -> None:
+    with pytest.raises(ValueError) as info:
+        fn()
+    message = str(info.value)
+    assert argument in message, message
+    assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------- wasserstein_1d
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+def test_matches_pot_float64(p: float) -> None:
+    """Unnormalized (unequal masses) random histograms with zeros: (5, 4, 60) -> (5, 4)."""
+    u, v, x = random_histograms((5, 4), 60, seed=int(10 * p))
+    got = wasserstein_1d(u, v, x, p=p)
+    assert got.shape == (5, 4) and got.dtype == torch.float64
+    torch.testing.assert_close(got, pot_rows(u, v, x, p), rtol=1e-9, atol=0)
+
+
+def test_matches_scipy_for_p1() -> None:
+    u, v, x = random_histograms((8,), 40, seed=3)
+    got = wasserstein_1d(u / u.sum(-1, keepdim=True), v / v.sum(-1, keepdim=True), x, p=1)
+    for row in range(8):
+        expected = scipy.stats.wasserstein_distance(x.numpy(), x.numpy(), u[row].numpy(), v[row].numpy())
+        assert float(got[row]) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
+def test_cutoff_matches_pot_on_truncated_measures(p: float) -> None:
+    """Masses above and below 1 (u scaled to 0.6..1.6 of v's unit mass)."""
+    u, v, x = random_histograms((12,), 50, seed=int(7 * p))
+    scale = torch.linspace(0.6, 1.6, 12, dtype=torch.float64)[:, None]
+    u = scale * u / u.sum(-1, keepdim=True)
+    v = v / v.sum(-1, keepdim=True)
+    got = wasserstein_1d(u, v, x, p=p, cutoff=True)
+    u_cut, v_cut = truncate_for_cutoff(u, v)
+    torch.testing.assert_close(got, pot_rows(u_cut, v_cut, x, p), rtol=1e-9, atol=1e-15)
+    # The cutoff matters: with mass above 1 the uncut value differs.
+    plain = wasserstein_1d(u, v, x, p=p)
+    assert not torch.allclose(got[-3:], plain[-3:], rtol=1e-3)
+
+
+def test_cutoff_hand_worked() -> None:
+    """Positions x = (0, 1, 2).
+
+    u = (1, 0.5, 0), v = (0, 0, 1): U = (1, 1.5, 1.5), V = (0, 0, 1). On (0, 1] u's quantile is
+    x0 and v's is x2 (cost 2^p); on (1, 1.5] u's is x1, v's past its end is the last bin x2
+    (cost 1). Plain: 1 * 2^p + 0.5 * 1; cutoff (levels clamped at 1): 1 * 2^p.
+    u = (0.25, 0.25, 0), v = (0, 1, 0): U = (.25, .5, .5), V = (0, 1, 1). On (0, .25] x0 vs x1,
+    on (.25, .5] x1 vs x1, on (.5, 1] u past its end lands on x2 vs x1: 0.25 + 0.5 = 0.75.
+    """
+    x = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    u = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    v = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    for p in (1.0, 2.0, 3.0):
+        assert float(wasserstein_1d(u, v, x, p=p)) == pytest.approx(2**p + 0.5, abs=1e-15)
+        assert float(wasserstein_1d(u, v, x, p=p, cutoff=True)) == pytest.approx(2**p, abs=1e-15)
+        assert float(wasserstein_1d(v, u, x, p=p, cutoff=True)) == pytest.approx(2**p, abs=1e-15)
+    short = torch.tensor([0.25, 0.25, 0.0], dtype=torch.float64)
+    unit = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    for cutoff in (False, True):
+        assert float(wasserstein_1d(short, unit, x, p=2, cutoff=cutoff)) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
+def test_matches_reference_values(p: float, cutoff: bool) -> None:
+    """float64 to 1e-12 and float32 to 1e-6 relative, on histograms with many zeros."""
+    u, v, x = random_histograms((6, 16), 257, seed=11, zero_fraction=0.6)
+    u = 1.3 * u / v.sum(-1, keepdim=True)
+    v = v / v.sum(-1, keepdim=True)
+    torch.testing.assert_close(
+        wasserstein_1d(u, v, x, p, cutoff), reference_wasserstein_1d(u, v, x, p, cutoff),
+        rtol=1e-12, atol=0,
+    )
+    u32, v32, x32 = u.float(), v.float(), x.float()
+    torch.testing.assert_close(
+        wasserstein_1d(u32, v32, x32, p, cutoff), reference_wasserstein_1d(u32, v32, x32, p, cutoff),
+        rtol=1e-6, atol=0,
+    )
+
+
+@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
+def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool) -> None:
+    u, v, x = generic_histograms((3, 5), 40, seed=5)
+    u = (1.2 * u / v.sum(-1, keepdim=True)).requires_grad_()
+    v = (v / v.sum(-1, keepdim=True)).requires_grad_()
+    upstream = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ours = torch.autograd.grad((wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
+    ref = torch.autograd.grad((reference_wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
+    for got, expected in zip(ours, ref):
+        assert expected.abs().max() > 1e-3
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_gradcheck(p: float, cutoff: bool) -> None:
+    u, v, x = generic_histograms((2, 3), 9, seed=2)
+    u = (1.1 * u / v.sum(-1, keepdim=True)).requires_grad_()
+    v = (v / v.sum(-1, keepdim=True)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: wasserstein_1d(a, b, x, p, cutoff), (u, v))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_one_sided_derivatives_at_ties(p: float) -> None:
+    """The documented choice: zero weights act as slightly increased; v's tied levels sit above u's.
+
+    W_p^p is piecewise linear in the weights, so one-sided finite differences are exact.
+    u = (.5, .25, .25), v = (.5, .375, .125): U_0 = V_0 = .5 and U_2 = V_2 = 1 tie.
+    """
+    x = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+    u = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    v = torch.tensor([0.5, 0.375, 0.125], dtype=torch.float64, requires_grad=True)
+    grad_u, grad_v = torch.autograd.grad(wasserstein_1d(u, v, x, p=p), (u, v))
+    h = 1e-6
+
+    def w(du: Tensor, dv: Tensor) -> float:
+        return float(wasserstein_1d(u.detach() + du, v.detach() + dv, x, p=p))
+
+    e = torch.eye(3, dtype=torch.float64)
+    zero = torch.zeros(3, dtype=torch.float64)
+    base = w(zero, zero)
+    right_v0 = (w(zero, h * e[0]) - base) / h  # lifts v's levels above u's
+    left_u0 = (base - w(-h * e[0], zero)) / h  # lowers u's levels below v's
+    assert float(grad_v[0]) == pytest.approx(right_v0, abs=1e-6)
+    assert float(grad_u[0]) == pytest.approx(left_u0, abs=1e-6)
+    # It is a kink: the other one-sided derivative differs.
+    left_v0 = (base - w(zero, -h * e[0])) / h
+    assert abs(left_v0 - right_v0) > 1e-3
+
+    # A zero weight in u (U_0 = U_1): the derivative of increasing it.
+    u0 = torch.tensor([0.4, 0.0, 0.6], dtype=torch.float64, requires_grad=True)
+    v0 = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float64)
+    (grad_zero,) = torch.autograd.grad(wasserstein_1d(u0, v0, x, p=p), (u0,))
+    up = float(wasserstein_1d(u0.detach() + h * e[1], v0, x, p=p))
+    assert float(grad_zero[1]) == pytest.approx((up - float(wasserstein_1d(u0.detach(), v0, x, p=p))) / h, abs=1e-6)
+
+
+def test_batched_shapes_match_rowwise() -> None:
+    u, v, x = random_histograms((2, 3, 4), 30, seed=8)
+    batched = wasserstein_1d(u, v, x)
+    assert batched.shape == (2, 3, 4)
+    rows = torch.stack([wasserstein_1d(a, b, x) for a, b in zip(u.reshape(-1, 30), v.reshape(-1, 30))])
+    assert rows.shape == (24,) and wasserstein_1d(u[0, 0, 0], v[0, 0, 0], x).shape == ()
+    torch.testing.assert_close(batched.reshape(-1), rows, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("cutoff", [False, True])
+def test_point_mass_shift_gives_delta_to_the_p(p: float, cutoff: bool) -> None:
+    x = torch.linspace(0, 1, 101, dtype=torch.float64)
+    u = torch.zeros(101, dtype=torch.float64)
+    v = torch.zeros(101, dtype=torch.float64)
+    u[20] = 1.0
+    v[57] = 1.0
+    expected = abs(float(x[57] - x[20])) ** p
+    assert float(wasserstein_1d(u, v, x, p=p, cutoff=cutoff)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
+def test_support_scaling_multiplies_by_c_to_the_p(p: float) -> None:
+    u, v, x = random_histograms((7,), 33, seed=4)
+    c = 3.7
+    torch.testing.assert_close(
+        wasserstein_1d(u, v, c * x, p=p), c**p * wasserstein_1d(u, v, x, p=p), rtol=1e-12, atol=0
+    )
+
+
+def test_identical_weights_give_zero() -> None:
+    u, _, x = random_histograms((4,), 50, seed=9)
+    for p in (1.0, 2.0):
+        for cutoff in (False, True):
+            assert torch.equal(wasserstein_1d(u, u, x, p=p, cutoff=cutoff), torch.zeros(4, dtype=torch.float64))
+
+
+def test_all_zero_weights_are_finite() -> None:
+    x = torch.linspace(0, 1, 16, dtype=torch.float64)
+    u = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
+    v = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
+    for p in (1.0, 2.0):
+        w = wasserstein_1d(u, v, x, p=p, cutoff=True)
+        grads = torch.autograd.grad(w.sum(), (u, v))
+        assert torch.equal(w, torch.zeros(2, dtype=torch.float64))
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 4), torch.arange(5.0)), "v_weights"),
+        (lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 5), torch.arange(4.0)), "positions"),
+        (lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0), p=0.5), "p"),
+        (lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0).flip(0)), "ascending"),
+    ],
+)
+def test_wasserstein_errors(call, argument: str) -> None:
+    assert_one_line_value_error(call, argument)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    u, v, x = random_histograms((4, 16), 257, seed=1, dtype=torch.float32)
+    u = u.requires_grad_()
+    cpu = wasserstein_1d(u, v, x, cutoff=True)
+    (grad_cpu,) = torch.autograd.grad(cpu.sum(), u)
+    u_gpu = u.detach().cuda().requires_grad_()
+    gpu = wasserstein_1d(u_gpu, v.cuda(), x.cuda(), cutoff=True)
+    (grad_gpu,) = torch.autograd.grad(gpu.sum(), u_gpu)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad_gpu.cpu(), grad_cpu, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- SpectralOTLoss
+
+
+@pytest.mark.parametrize(("n_fft", "cutoff"), [(2048, True), (2048, False), (512, True)])
+def test_sot_matches_numpy_stft_and_pot(n_fft: int, cutoff: bool) -> None:
+    """End to end in float64: NumPy flattop power frames, per-frame POT, mean over frames."""
+    pred = torch.cat([harmonic(300.0), harmonic(610.0, 2)]).double()
+    target = torch.cat([harmonic(330.0), harmonic(500.0, 4)]).double()
+    loss = SpectralOTLoss(n_fft=n_fft, cutoff=cutoff, reduction="none")
+    got = loss(pred, target)
+    assert got.shape == (2,)
+    positions = torch.arange(n_fft // 2 + 1, dtype=torch.float64) / (n_fft / 2)
+    for b in range(2):
+        p_frames = torch.from_numpy(numpy_power_frames(pred[b].numpy(), n_fft, 256, "flattop"))
+        t_frames = torch.from_numpy(numpy_power_frames(target[b].numpy(), n_fft, 256, "flattop"))
+        assert p_frames.shape[0] == 16
+        t_mass = t_frames.sum(-1, keepdim=True)
+        u = p_frames / (t_mass if cutoff else p_frames.sum(-1, keepdim=True))
+        v = t_frames / t_mass
+        if cutoff:
+            u, v = truncate_for_cutoff(u, v)
+        expected = pot_rows(u, v, positions, 2.0).mean()
+        # torch's and NumPy's FFTs differ by ~1e-14 per bin; W moves by up to n times that.
+        assert float(got[b]) == pytest.approx(float(expected), rel=1e-7)
+
+
+def test_sot_log_frequency_positions() -> None:
+    loss = SpectralOTLoss(n_fft=2048, log_frequency=True)
+    m = lambda f: 69 + 12 * np.log2(f / 440.0)  # noqa: E731
+    m_low, m_top = m(32.7), m(32.7 * 2 ** (284 / 36))
+    freqs = np.arange(1025) * SR / 2048
+    with np.errstate(divide="ignore"):
+        midi = np.where(freqs > 0, m(np.maximum(freqs, 1e-300)), 0.0)
+    expected = (midi - m_low) / (m_top - m_low)
+    order = np.argsort(expected, kind="stable")
+    np.testing.assert_array_equal(loss.order.numpy(), order)
+    np.testing.assert_allclose(loss.positions.numpy(), expected[order], rtol=1e-12)
+    assert loss.order[0] == 1 and loss.order[1] == 0  # DC lands just above bin 1
+    assert float(cqt_frequencies()[-1]) == pytest.approx(32.7 * 2 ** (284 / 36))
+    assert torch.all(loss.positions.diff() >= 0)
+    # The loss is W_2^2 on the re-sorted bins: compare with a direct computation.
+    pred, target = harmonic(300.0).double(), harmonic(420.0).double()
+    p_frames = loss.spectrum(pred)
+    t_frames = loss.spectrum(target)
+    t_mass = t_frames.sum(-1, keepdim=True)
+    u, v = truncate_for_cutoff(p_frames / t_mass, t_frames / t_mass)
+    expected_loss = pot_rows(u[0], v[0], loss.positions, 2.0).mean()
+    assert float(loss(pred, target)) == pytest.approx(float(expected_loss), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"log_frequency": True}, {"n_fft": 512}, {"n_fft": 512, "log_frequency": True}]
+)
+def test_sot_grows_with_frequency_offset(kwargs: dict) -> None:
+    """A 1 kHz sine: SOT against 1.1 kHz exceeds SOT against 1.05 kHz, which exceeds 0."""
+    loss = SpectralOTLoss(**kwargs)
+    target = harmonic(1000.0, 1)
+    same, near, far = (float(loss(harmonic(f, 1), target)) for f in (1000.0, 1050.0, 1100.0))
+    assert same == 0.0
+    assert 0.0 < near < far
+
+
+@pytest.mark.parametrize("cutoff", [True, False])
+def test_sot_silence_is_finite(cutoff: bool) -> None:
+    loss = SpectralOTLoss(n_fft=512, cutoff=cutoff)
+    silence = torch.zeros(2, 4096)
+    sound = torch.cat([harmonic(440.0), harmonic(90.0)])
+    for pred, target in [(silence, silence), (silence, sound), (sound, silence)]:
+        pred = pred.clone().requires_grad_()
+        value = loss(pred, target)
+        (grad,) = torch.autograd.grad(value, pred)
+        assert torch.isfinite(value) and torch.isfinite(grad).all()
+    assert float(loss(silence, silence)) == 0.0
+
+
+def test_sot_reduction_and_state_dict() -> None:
+    pred = torch.cat([harmonic(200.0), harmonic(800.0), harmonic(1500.0)])
+    target = torch.cat([harmonic(220.0), harmonic(700.0), harmonic(1500.0)])
+    per_example = SpectralOTLoss(n_fft=512, reduction="none")(pred, target)
+    mean = SpectralOTLoss(n_fft=512)(pred, target)
+    assert per_example.shape == (3,) and mean.shape == ()
+    torch.testing.assert_close(mean, per_example.mean())
+    assert float(per_example[2]) == 0.0 and float(per_example[0]) > 0.0
+    assert SpectralOTLoss().state_dict() == {}
+    moved = SpectralOTLoss().to("meta")
+    assert moved.positions.device == torch.device("meta") and moved.stft.window.device == torch.device("meta")
+
+
+@pytest.mark.parametrize(
+    ("make", "argument"),
+    [
+        (lambda: SpectralOTLoss(p=0.9), "p"),
+        (lambda: SpectralOTLoss(n_fft=0), "n_fft"),
+        (lambda: SpectralOTLoss(hop_length=-4), "hop_length"),
+        (lambda: SpectralOTLoss(window="gauss"), "window"),
+        (lambda: SpectralOTLoss(reduction="sum"), "reduction"),
+        (lambda: MultiScaleSpectralLoss(fft_sizes=(512, 0)), "fft_sizes"),
+        (lambda: MultiScaleSpectralLoss(reduction="max"), "reduction"),
+        (lambda: MultiScaleSpectralLoss(mag_weight=-1.0), "mag_weight"),
+        (lambda: LossMixture({"a": MultiScaleSpectralLoss()}, {"b": 1.0}), "weights"),
+        (lambda: LossMixture({}), "terms"),
+    ],
+)
+def test_constructor_errors(make, argument: str) -> None:
+    assert_one_line_value_error(make, argument)
+
+
+@pytest.mark.parametrize("loss", [SpectralOTLoss(n_fft=512), MultiScaleSpectralLoss()])
+def test_forward_errors(loss: nn.Module) -> None:
+    assert_one_line_value_error(lambda: loss(torch.zeros(2, 4096), torch.zeros(2, 4095)), "shape")
+    assert_one_line_value_error(lambda: loss(torch.zeros(4096), torch.zeros(4096)), "shape")
+    assert_one_line_value_error(lambda: loss(torch.zeros(2, 300), torch.zeros(2, 300)), "samples")
+
+
+# ---------------------------------------------------------------------------- MSS
+
+
+@pytest.mark.parametrize(("mag_weight", "logmag_weight"), [(1.0, 0.0), (1.0, 1.0), (0.0, 2.0)])
+def test_mss_matches_numpy(mag_weight: float, logmag_weight: float) -> None:
+    sizes = (512, 128, 64)
+    pred = torch.cat([harmonic(300.0), harmonic(1200.0, 2)]).double()
+    target = torch.cat([harmonic(310.0), 0.5 * harmonic(900.0, 5)]).double()
+    loss = MultiScaleSpectralLoss(sizes, mag_weight, logmag_weight, reduction="none")
+    got = loss(pred, target)
+    assert got.shape == (2,)
+    for b in range(2):
+        expected = 0.0
+        for size in sizes:
+            s_hat = np.sqrt(numpy_power_frames(pred[b].numpy(), size, size // 4, "hann"))
+            s = np.sqrt(numpy_power_frames(target[b].numpy(), size, size // 4, "hann"))
+            log = lambda a: np.log(np.maximum(a, 1e-5))  # noqa: E731
+            expected += mag_weight * np.abs(s - s_hat).mean() + logmag_weight * np.abs(log(s) - log(s_hat)).mean()
+        assert float(got[b]) == pytest.approx(expected, rel=1e-9)
+    mean = MultiScaleSpectralLoss(sizes, mag_weight, logmag_weight)(pred, target)
+    assert mean.shape == ()
+    torch.testing.assert_close(mean, got.mean())
+
+
+def test_mss_identical_zero_and_silence_finite() -> None:
+    loss = MultiScaleSpectralLoss(logmag_weight=1.0)
+    sound = torch.cat([harmonic(440.0), harmonic(90.0)])
+    assert float(loss(sound, sound)) == 0.0
+    silence = torch.zeros(2, 4096)
+    for pred, target in [(silence, silence), (silence, sound), (sound, silence)]:
+        pred = pred.clone().requires_grad_()
+        value = loss(pred, target)
+        (grad,) = torch.autograd.grad(value, pred)
+        assert torch.isfinite(value) and torch.isfinite(grad).all()
+    assert loss.state_dict() == {}
+
+
+# ---------------------------------------------------------------------------- mixtures
+
+
+def test_mixture_terms_and_weighted_total() -> None:
+    sot = SpectralOTLoss(n_fft=512)
+    mss = MultiScaleSpectralLoss(fft_sizes=(512,))
+    mixture = LossMixture({"sot": sot, "mss": mss}, {"sot": 1.0, "mss": 0.1})
+    pred, target = harmonic(300.0), harmonic(360.0)
+    total, terms = mixture.compute_terms(pred, target)
+    assert list(terms) == ["sot", "mss"]
+    torch.testing.assert_close(terms["sot"], sot(pred, target))
+    torch.testing.assert_close(terms["mss"], mss(pred, target))
+    torch.testing.assert_close(total, terms["sot"] + 0.1 * terms["mss"])
+    torch.testing.assert_close(mixture(pred, target), total)
+    assert dict(mixture.terms.items()) == {"sot": sot, "mss": mss}
+    assert set(dict(mixture.named_modules())) >= {"terms.sot", "terms.mss"}
+    assert mixture.state_dict() == {}
+
+
+def test_as_mixture_wraps_single_loss_and_keeps_mixtures() -> None:
+    mss = MultiScaleSpectralLoss(fft_sizes=(256,))
+    wrapped = as_mixture(mss, name="mss")
+    pred, target = harmonic(300.0), harmonic(330.0)
+    total, terms = wrapped.compute_terms(pred, target)
+    assert list(terms) == ["mss"]
+    torch.testing.assert_close(total, mss(pred, target))
+    assert as_mixture(wrapped) is wrapped
+    assert list(as_mixture(mss).compute_terms(pred, target)[1]) == ["loss"]
