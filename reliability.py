@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import random
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -109,6 +110,34 @@ def one_line(message: object) -> str:
     return str(message).strip() or "unknown error"
 
 
+def condense_argument_error(message: str) -> str:
+    """One line from a nested jsonargparse error: the full dotted key, then the innermost problem.
+
+    'Parser key "model.loss": ... Parser key "n_fft": Expected a <class 'int'>. Got value: abc'
+    becomes 'model.loss.n_fft: expected int, got value: abc'.
+    """
+    keys: list[str] = []
+    class_paths: list[str] = []
+    details: list[str] = []
+    for line in (raw.strip() for raw in str(message).splitlines()):
+        if not line:
+            continue
+        key = re.fullmatch(r'Parser key "(.+)":', line)
+        given = re.fullmatch(r"Problem with given class_path '(.+)':", line)
+        if key:
+            keys.append(key.group(1))
+        elif given:
+            class_paths.append(given.group(1))
+        elif not line.startswith("- ") or not details:
+            details.append(line)
+    detail = details[-1] if details else one_line(message)
+    detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
+    if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) and class_paths:
+        detail = f"cannot import class_path '{class_paths[-1]}' ({detail}); check its spelling"
+    where = ".".join(keys)
+    return f"{where}: {detail}" if where else detail
+
+
 def describe_os_error(error: OSError) -> str | None:
     """A one-line explanation for disk errors a user can fix, else None."""
     where = f" ({error.filename})" if error.filename else ""
@@ -141,7 +170,10 @@ def run_cli_main(
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)
-    except (UserError, ValueError, ArgumentError, *known_errors) as error:
+    except ArgumentError as error:
+        print(f"{program}: error: {condense_argument_error(str(error))}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except (UserError, ValueError, *known_errors) as error:
         print(f"{program}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except OSError as error:

@@ -109,7 +109,7 @@ class SOTCLI(LightningCLI):
         self.run_dir = run_directory(config.checkpoint_root, config.experiment, int(seed))
         # the config as the user gave it, before the derived paths below are filled in
         self.save_config_kwargs.update(
-            config_yaml=self.parser.dump(config, skip_none=False), run_dir=self.run_dir
+            config_yaml=self.parser.dump(config, skip_unset=False), run_dir=self.run_dir
         )
         config.trainer.default_root_dir = str(self.run_dir)
         config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
@@ -153,7 +153,11 @@ def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
         trainer_defaults={"callbacks": [RNGStateCallback()]},
-        parser_kwargs={"default_config_files": [str(BASE_CONFIG)], "parser_mode": "omegaconf"},
+        parser_kwargs={
+            "default_config_files": [str(BASE_CONFIG)],
+            "parser_mode": "omegaconf",
+            "exit_on_error": False,
+        },
         seed_everything_default=42,
         args=args,
         run=run,

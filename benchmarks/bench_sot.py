@@ -145,19 +145,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (about 10 s)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a shared machine OpenMP threads wait on each other "
+        "and timings become noise; 0 keeps torch's default)",
+    )
     args = parser.parse_args([] if argv is None else argv)
     if args.batch <= 0:
         raise ValueError(f"--batch must be positive, got {args.batch}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    previous_threads = torch.get_num_threads()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    repeats, warmup = (5, 1) if args.quick else (21, 3)
+    repeats, warmup = (7, 2) if args.quick else (25, 3)
     rows: list[dict] = []
-    for n_fft in (2048, 512):
-        rows.extend(bench_shape(n_fft, args.batch, repeats, warmup))
+    try:
+        threads = torch.get_num_threads()
+        for n_fft in (2048, 512):
+            rows.extend(bench_shape(n_fft, args.batch, repeats, warmup))
+    finally:
+        torch.set_num_threads(previous_threads)
     print(
         f"W_2^2 forward + backward (grad wrt the prediction), float32, CPU, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {repeats}"
+        f"{threads} thread(s), torch {torch.__version__}, median of {repeats} interleaved repeats"
     )
     print(markdown_table(rows))
     for row in rows[::3]:

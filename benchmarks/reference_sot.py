@@ -35,5 +35,6 @@ def reference_wasserstein_1d(
     idx_u = torch.searchsorted(cum_u.detach().contiguous(), lookup).clamp(max=n - 1)
     idx_v = torch.searchsorted(cum_v.detach().contiguous(), lookup).clamp(max=n - 1)
     delta = torch.diff(qs, dim=-1, prepend=torch.zeros_like(qs[..., :1]))
-    diff = (x[idx_u] - x[idx_v]).abs()
+    x_rows = x.expand(*qs.shape[:-1], n)
+    diff = (x_rows.gather(-1, idx_u) - x_rows.gather(-1, idx_v)).abs()
     return (delta * diff.pow(p)).sum(-1)

@@ -1,0 +1,491 @@
+"""A real-instrument test set: isolated notes of General MIDI instruments rendered by FluidSynth.
+
+Nothing is downloaded: the notes are written as a MIDI file (mido) and rendered by the Debian
+packages ``fluidsynth`` and ``fluid-soundfont-gm`` (the FluidR3 GM SoundFont, sampled
+recordings of real instruments), installed by ``scripts/install_fluidsynth.sh`` when missing.
+
+    python real_data.py            # -> data/fluidr3_notes_sr16000_4096.pth and .csv
+
+What is rendered: for each instrument of each family (``INSTRUMENTS``), MIDI notes every
+``note_step`` semitones over its playable range, clipped to the paper's f0 range
+(40-1950 Hz, i.e. MIDI 28-94), at each velocity. Each note sounds alone (reverb and chorus
+off, an "all sound off" before each note). The excerpt is ``n_samples`` samples starting
+``offset_ms`` (100 ms) after the scheduled note-on, past the attack; FluidSynth starts a voice
+within one 64-sample block of its scheduled time. Excerpts quieter than ``min_rms_db`` dBFS
+(RMS, at gain 1) are dropped: high notes of plucked instruments have decayed by then.
+
+True f0: the MIDI note in equal temperament, f0 = 440 * 2 ** ((note - 69) / 12) Hz.
+
+File format: the synthetic set's (``synthetic_data.save_dataset``): ``test_tensors`` holds every
+excerpt (float32 [N, n_samples], not normalized; the loader scales each to peak 0.9),
+``test_thetas["frequency"]`` [N, 1] Hz, ``test_thetas["weights"]`` [N, 8] zeros (a real
+instrument's harmonic amplitudes are unknown). ``train`` and ``val`` hold copies of the first
+excerpt of each family, only so that ``PreloadedSinusoidDataModule`` can load the file: this
+set is for testing. ``meta["records"][i]`` describes test example i (family, program,
+instrument, note, velocity, f0_hz, rms_dbfs); the same table is written beside the file as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import metrics  # noqa: E402
+from reliability import UserError, atomic_write_text, run_cli_main  # noqa: E402
+
+__all__ = [
+    "FAMILIES",
+    "GENERATOR",
+    "INSTRUMENTS",
+    "Instrument",
+    "Note",
+    "breakdown_markdown",
+    "default_output",
+    "ensure_renderer",
+    "family_breakdown",
+    "midi_note_to_hz",
+    "plan_notes",
+    "records_of",
+    "render_dataset",
+    "render_excerpts",
+    "write_midi",
+    "write_records_csv",
+]
+
+log = logging.getLogger("real_data")
+
+GENERATOR = "real_data.render_dataset"
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+INSTALL_SCRIPT = REPO / "scripts" / "install_fluidsynth.sh"
+MIDI_MIN, MIDI_MAX = 28, 94  # 41.2 and 1864.7 Hz: the notes inside the paper's 40-1950 Hz
+N_WEIGHTS = 8  # harmonic slots of the synthetic set's ``weights``
+RECORD_FIELDS = ("family", "program", "instrument", "note", "velocity", "f0_hz", "rms_dbfs")
+
+# MIDI timing: 500 ticks per beat at 500,000 us per beat, so one tick is one millisecond.
+_TICKS_PER_BEAT = 500
+_TEMPO_US = 500_000
+_LEAD_MS = 50  # program change -> note-on
+_TAIL_MS = 50  # note-off -> "all sound off" of the next slot
+_ALL_SOUND_OFF, _RESET_CONTROLLERS = 120, 121
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A General MIDI program (0-based) and the MIDI notes it plays, ``low``..``high``."""
+
+    family: str
+    program: int
+    name: str
+    low: int
+    high: int
+
+
+INSTRUMENTS: tuple[Instrument, ...] = (
+    Instrument("strings", 40, "violin", 55, 94),
+    Instrument("strings", 42, "cello", 36, 76),
+    Instrument("strings", 43, "contrabass", 28, 60),
+    Instrument("brass", 56, "trumpet", 54, 82),
+    Instrument("brass", 57, "trombone", 40, 72),
+    Instrument("brass", 58, "tuba", 28, 58),
+    Instrument("brass", 60, "french horn", 34, 77),
+    Instrument("reeds", 71, "clarinet", 50, 89),
+    Instrument("reeds", 68, "oboe", 58, 91),
+    Instrument("reeds", 65, "alto sax", 49, 81),
+    Instrument("reeds", 70, "bassoon", 34, 72),
+    Instrument("flutes", 73, "flute", 60, 94),
+    Instrument("flutes", 74, "recorder", 72, 94),
+    Instrument("flutes", 72, "piccolo", 74, 94),
+    Instrument("keys", 0, "acoustic grand piano", 28, 94),
+    Instrument("keys", 4, "electric piano", 28, 94),
+    Instrument("keys", 19, "church organ", 36, 94),
+    Instrument("plucked", 24, "nylon guitar", 40, 83),
+    Instrument("plucked", 46, "orchestral harp", 28, 94),
+    Instrument("voice", 52, "choir aahs", 40, 81),
+    Instrument("voice", 53, "voice oohs", 40, 81),
+    Instrument("voice", 54, "synth voice", 40, 84),
+)
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(i.family for i in INSTRUMENTS))
+
+
+def midi_note_to_hz(note: int | float) -> float:
+    """Equal-temperament frequency of MIDI note ``note``: 440 * 2 ** ((note - 69) / 12) Hz."""
+    return 440.0 * 2.0 ** ((note - 69) / 12.0)
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note to render: instrument, MIDI note number and velocity (1..127)."""
+
+    instrument: Instrument
+    note: int
+    velocity: int
+
+    @property
+    def f0_hz(self) -> float:
+        return midi_note_to_hz(self.note)
+
+
+def plan_notes(
+    families: Sequence[str] = FAMILIES, velocities: Sequence[int] = (40, 80, 120),
+    note_step: int = 5,
+) -> list[Note]:
+    """Notes to render, in order: family, instrument, note, velocity.
+
+    For each instrument of each family in ``families``: MIDI notes low, low + note_step, ...
+    up to its ``high``, clipped to MIDI_MIN..MIDI_MAX (the paper's f0 range), each at every
+    velocity.
+    """
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {list(families)}")
+    if not velocities or any(isinstance(v, bool) or not 1 <= v <= 127 for v in velocities):
+        raise ValueError(f"velocities must be integers in 1..127, got {list(velocities)}")
+    if isinstance(note_step, bool) or not isinstance(note_step, int) or note_step < 1:
+        raise ValueError(f"note_step must be a positive integer (semitones), got {note_step!r}")
+    notes = []
+    for family in dict.fromkeys(families):
+        for instrument in (i for i in INSTRUMENTS if i.family == family):
+            low, high = max(instrument.low, MIDI_MIN), min(instrument.high, MIDI_MAX)
+            for note in range(low, high + 1, note_step):
+                notes.extend(Note(instrument, note, int(v)) for v in velocities)
+    return notes
+
+
+def _slot_ms(offset_ms: float, excerpt_ms: float) -> tuple[int, int]:
+    """(hold, slot) in ms: the note is held past the excerpt's end, then released."""
+    hold = math.ceil(offset_ms + excerpt_ms) + 50
+    return hold, _LEAD_MS + hold + _TAIL_MS
+
+
+def write_midi(notes: Sequence[Note], path: str | Path, offset_ms: float, excerpt_ms: float) -> list[int]:
+    """Write ``notes`` one after another to a type-0 MIDI file on channel 0; return note-on times (ms).
+
+    Slot i starts at i * slot ms with "all sound off" and "reset controllers" (so nothing of
+    the previous note is heard), then a program change; the note starts ``_LEAD_MS`` later
+    and is held for ``offset_ms + excerpt_ms + 50`` ms.
+    """
+    import mido
+
+    hold, slot = _slot_ms(offset_ms, excerpt_ms)
+    events: list[tuple[int, int, Any]] = []
+    onsets = []
+    for i, n in enumerate(notes):
+        start, onset = i * slot, i * slot + _LEAD_MS
+        events += [
+            (start, 0, mido.Message("control_change", control=_ALL_SOUND_OFF, value=0)),
+            (start, 1, mido.Message("control_change", control=_RESET_CONTROLLERS, value=0)),
+            (start, 2, mido.Message("program_change", program=n.instrument.program)),
+            (onset, 3, mido.Message("note_on", note=n.note, velocity=n.velocity)),
+            (onset + hold, 4, mido.Message("note_off", note=n.note, velocity=0)),
+        ]
+        onsets.append(onset)
+    events.append((len(notes) * slot, 0, mido.Message("control_change", control=_ALL_SOUND_OFF, value=0)))
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=_TEMPO_US, time=0)])
+    now = 0
+    for when, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(message.copy(time=when - now))
+        now = when
+    track.append(mido.MetaMessage("end_of_track", time=_TAIL_MS))
+    midi = mido.MidiFile(type=0, ticks_per_beat=_TICKS_PER_BEAT)
+    midi.tracks.append(track)
+    midi.save(str(path))
+    return onsets
+
+
+def _missing_parts(soundfont: Path) -> list[str]:
+    missing = [] if shutil.which("fluidsynth") else ["fluidsynth"]
+    return missing + ([] if soundfont.is_file() else [str(soundfont)])
+
+
+def ensure_renderer(soundfont: str | Path = SOUNDFONT, install_script: str | Path | None = INSTALL_SCRIPT) -> str:
+    """Path of the ``fluidsynth`` program, installing it and the GM SoundFont when missing.
+
+    When ``fluidsynth`` or ``soundfont`` is missing and ``install_script`` is given (and the
+    SoundFont is the default one, which the script provides), logs one line and runs the
+    script (apt-get). Raises UserError (one line) when they are still missing.
+    """
+    soundfont = Path(soundfont)
+    missing = _missing_parts(soundfont)
+    if missing and install_script is not None and soundfont == SOUNDFONT:
+        log.info("%s missing: installing fluidsynth and fluid-soundfont-gm with %s (apt-get)",
+                 " and ".join(missing), install_script)
+        result = subprocess.run(["bash", str(install_script)], capture_output=True, text=True)
+        reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        missing = _missing_parts(soundfont)
+        if missing:
+            raise UserError(
+                f"{' and '.join(missing)} missing and could not be installed ({reason}); "
+                "run `sudo apt-get install fluidsynth fluid-soundfont-gm`"
+            )
+    if missing:
+        hint = "pass --soundfont FILE.sf2" if "fluidsynth" not in missing else \
+            "install it with `sudo apt-get install fluidsynth fluid-soundfont-gm`"
+        raise UserError(f"{' and '.join(missing)} not found: {hint}")
+    return str(shutil.which("fluidsynth"))
+
+
+def _fluidsynth(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, sample_rate: int) -> np.ndarray:
+    """Render ``midi`` to mono float32 (n,) at ``sample_rate``: gain 1, no reverb or chorus."""
+    import soundfile as sf
+
+    command = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "1.0", "-O", "float",
+               "-T", "wav", "-r", str(sample_rate), "-F", str(wav), str(soundfont), str(midi)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or not wav.is_file():
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise UserError(f"fluidsynth could not render with {soundfont}: {reason}")
+    audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    if rate != sample_rate:
+        raise UserError(f"fluidsynth wrote {rate} Hz instead of {sample_rate} Hz; use another --sample-rate")
+    return audio.mean(axis=1)
+
+
+def render_excerpts(
+    notes: Sequence[Note], soundfont: str | Path = SOUNDFONT, sample_rate: int = 16000,
+    n_samples: int = 4096, offset_ms: float = 100.0, jobs: int = 2, fluidsynth: str = "fluidsynth",
+) -> np.ndarray:
+    """Render each note alone and cut its excerpt: float32 (len(notes), n_samples), unnormalized.
+
+    Excerpt i is samples [round((onset_i + offset_ms) * sample_rate / 1000), ... + n_samples)
+    of the rendering (onset_i the scheduled note-on, ms). The notes are split into ``jobs``
+    consecutive parts rendered by concurrent FluidSynth processes; each note is rendered in
+    isolation, so the result does not depend on ``jobs``.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if not notes:
+        return np.zeros((0, n_samples), dtype=np.float32)
+    excerpt_ms = 1000.0 * n_samples / sample_rate
+    parts = [list(p) for p in np.array_split(np.arange(len(notes)), min(jobs, len(notes)))]
+    out = np.zeros((len(notes), n_samples), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="real_data_") as tmp:
+        def render_part(k: int) -> None:
+            midi, wav = Path(tmp) / f"part{k}.mid", Path(tmp) / f"part{k}.wav"
+            onsets = write_midi([notes[i] for i in parts[k]], midi, offset_ms, excerpt_ms)
+            audio = _fluidsynth(fluidsynth, Path(soundfont), midi, wav, sample_rate)
+            for i, onset in zip(parts[k], onsets):
+                start = round((onset + offset_ms) * sample_rate / 1000.0)
+                excerpt = audio[start:start + n_samples]
+                out[i, : excerpt.shape[0]] = excerpt  # a short rendering leaves zeros, dropped as silent
+
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            list(pool.map(render_part, range(len(parts))))
+    return out
+
+
+def _rms_dbfs(x: np.ndarray) -> np.ndarray:
+    """RMS level in dBFS of each row of x (N, n), -inf for silence. Returns float64 (N,)."""
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=1)))
+
+
+def _fluidsynth_version(fluidsynth: str) -> str:
+    result = subprocess.run([fluidsynth, "--version"], capture_output=True, text=True)
+    return (result.stdout.strip().splitlines() or ["unknown"])[0]
+
+
+def render_dataset(
+    families: Sequence[str] = FAMILIES,
+    velocities: Sequence[int] = (40, 80, 120),
+    note_step: int = 5,
+    sample_rate: int = 16000,
+    n_samples: int = 4096,
+    offset_ms: float = 100.0,
+    min_rms_db: float = -60.0,
+    soundfont: str | Path = SOUNDFONT,
+    jobs: int = 2,
+    install_script: str | Path | None = INSTALL_SCRIPT,
+) -> dict[str, Any]:
+    """Render the real-instrument set (module docstring) and return it in the data set format.
+
+    Returns {"train_tensors", "val_tensors", "test_tensors": float32 [n, n_samples],
+    "*_thetas": {"frequency": float32 [n, 1] Hz (MIDI note, A4 = 440 Hz), "weights": float32
+    [n, 8] zeros}, "meta": dict with "records" (one dict per test example, RECORD_FIELDS),
+    the settings, and "train_test_index" / "val_test_index" (the test examples copied there)}.
+    Raises UserError when FluidSynth is unavailable or every excerpt is silent.
+    """
+    if not 8000 <= sample_rate <= 96000:
+        raise ValueError(f"sample_rate must be within 8000..96000 Hz (FluidSynth's range), got {sample_rate}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if not offset_ms >= 0:
+        raise ValueError(f"offset_ms must be >= 0 (ms after the note-on), got {offset_ms!r}")
+    notes = plan_notes(families, velocities, note_step)
+    fluidsynth = ensure_renderer(soundfont, install_script)
+    excerpts = render_excerpts(notes, soundfont, sample_rate, n_samples, offset_ms, jobs, fluidsynth)
+    levels = _rms_dbfs(excerpts)
+    keep = np.flatnonzero(levels >= min_rms_db)
+    if keep.size == 0:
+        raise UserError(f"every excerpt is below {min_rms_db} dBFS: check --soundfont {soundfont}")
+    if keep.size < len(notes):
+        log.info("dropped %d of %d excerpts below %g dBFS", len(notes) - keep.size, len(notes), min_rms_db)
+    kept = [notes[i] for i in keep]
+    records = [
+        {"family": n.instrument.family, "program": n.instrument.program, "instrument": n.instrument.name,
+         "note": n.note, "velocity": n.velocity, "f0_hz": n.f0_hz, "rms_dbfs": float(levels[i])}
+        for n, i in zip(kept, keep)
+    ]
+    test_x = torch.from_numpy(excerpts[keep])
+    test_f0 = torch.tensor([[n.f0_hz] for n in kept], dtype=torch.float32)
+    first: dict[str, int] = {}
+    for i, record in enumerate(records):
+        first.setdefault(record["family"], i)
+    first_of_family = list(first.values())
+    meta: dict[str, Any] = {
+        "format_version": 1,
+        "generator": GENERATOR,
+        "sample_rate": sample_rate,
+        "n_samples": n_samples,
+        "n_examples": len(records),
+        "soundfont": str(soundfont),
+        "fluidsynth": _fluidsynth_version(fluidsynth),
+        "families": list(dict.fromkeys(families)),
+        "velocities": [int(v) for v in velocities],
+        "note_step": note_step,
+        "offset_ms": float(offset_ms),
+        "min_rms_db": float(min_rms_db),
+        "n_dropped_silent": len(notes) - len(records),
+        "f0_convention": "MIDI note in equal temperament, A4 = 440 Hz: 440 * 2 ** ((note - 69) / 12)",
+        "weights": "zeros: the harmonic amplitudes of real instruments are unknown",
+        "splits": "test holds every example; train and val hold copies of the first test example "
+                  "of each family (test indices in train_test_index, val_test_index), for loaders only",
+        "train_test_index": first_of_family,
+        "val_test_index": first_of_family,
+        "records": records,
+    }
+    data: dict[str, Any] = {"meta": meta, "test_tensors": test_x,
+                            "test_thetas": {"frequency": test_f0, "weights": torch.zeros(len(records), N_WEIGHTS)}}
+    for split in ("train", "val"):
+        index = torch.tensor(first_of_family)
+        data[f"{split}_tensors"] = test_x[index].clone()
+        data[f"{split}_thetas"] = {"frequency": test_f0[index].clone(),
+                                   "weights": torch.zeros(len(first_of_family), N_WEIGHTS)}
+    return data
+
+
+def write_records_csv(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write one row per test example (``index`` then RECORD_FIELDS) to ``path`` atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("index", *RECORD_FIELDS))
+    for i, record in enumerate(records):
+        row = [f"{record[k]:.6f}" if isinstance(record[k], float) else record[k] for k in RECORD_FIELDS]
+        writer.writerow((i, *row))
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def records_of(meta: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The per-example records of a data set's ``meta`` if it was written by ``render_dataset``, else None."""
+    if meta.get("generator") != GENERATOR:
+        return None
+    return [dict(r) for r in meta["records"]]
+
+
+def family_breakdown(f0_pred: Any, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pitch accuracy per instrument family on the real-instrument test split.
+
+    f0_pred: predicted f0 in Hz, (N, T) or (N,) (Tensor or array), row i for test example i.
+    records: ``meta["records"]`` of the file (N dicts with "family" and "f0_hz", the true f0).
+    Every frame counts as voiced; each frame is compared with the example's MIDI f0.
+
+    Returns one dict per family (in order of first appearance) and a final "all" row:
+    {"family", "n_examples", "n_frames", "rpa", "rca" (fractions in [0, 1], mir_eval's
+    50-cent raw pitch / raw chroma accuracy), "median_cents_error" (cents)}.
+    """
+    pred = np.asarray(f0_pred.detach().cpu().double() if torch.is_tensor(f0_pred) else f0_pred,
+                      dtype=np.float64)
+    if pred.ndim == 1:
+        pred = pred[:, None]
+    if pred.ndim != 2 or pred.shape[0] != len(records):
+        raise ValueError(f"f0_pred must have shape (N, T) with N = {len(records)} records, got {pred.shape}")
+    true = np.array([float(r["f0_hz"]) for r in records])[:, None]
+    families = np.array([r["family"] for r in records])
+    groups = [(f, families == f) for f in dict.fromkeys(families.tolist())]
+    rows = []
+    for name, mask in [*groups, ("all", np.ones(len(records), dtype=bool))]:
+        p, t = pred[mask], true[mask]
+        rows.append({
+            "family": name, "n_examples": int(mask.sum()), "n_frames": int(p.size),
+            "rpa": metrics.raw_pitch_accuracy(p, t), "rca": metrics.raw_chroma_accuracy(p, t),
+            "median_cents_error": metrics.median_cents_error(p, t),
+        })
+    return rows
+
+
+def breakdown_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of ``family_breakdown`` as a Markdown table (RPA and RCA in %)."""
+    lines = ["| family | examples | RPA (%) | RCA (%) | median error (cents) |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['family']} | {r['n_examples']} | {100 * r['rpa']:.1f} | {100 * r['rca']:.1f} "
+              f"| {r['median_cents_error']:.0f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def default_output(sample_rate: int = 16000, n_samples: int = 4096) -> Path:
+    """``data/fluidr3_notes_sr<rate>_<n_samples>.pth``."""
+    return Path("data") / f"fluidr3_notes_sr{sample_rate}_{n_samples}.pth"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(prog="real_data.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default data/fluidr3_notes_sr<rate>_<n>.pth); the CSV goes beside it")
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
+                   help=f"instrument families (default: all of {', '.join(FAMILIES)})")
+    p.add_argument("--velocities", nargs="+", type=int, default=[40, 80, 120], help="MIDI velocities")
+    p.add_argument("--note-step", type=int, default=5, help="semitones between rendered notes")
+    p.add_argument("--sample-rate", type=int, default=16000, help="Hz")
+    p.add_argument("--n-samples", type=int, default=4096, help="samples per excerpt")
+    p.add_argument("--offset-ms", type=float, default=100.0, help="excerpt start after the note-on (ms)")
+    p.add_argument("--min-rms-db", type=float, default=-60.0, help="drop quieter excerpts (dBFS RMS)")
+    p.add_argument("--soundfont", type=Path, default=SOUNDFONT, help="SoundFont (.sf2)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="FluidSynth processes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Command line: render, save the data file and its CSV; return the data file's path."""
+    from synthetic_data import save_dataset
+
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    data = render_dataset(args.families, args.velocities, args.note_step, args.sample_rate, args.n_samples,
+                          args.offset_ms, args.min_rms_db, args.soundfont, args.jobs)
+    out = args.out if args.out is not None else default_output(args.sample_rate, args.n_samples)
+    save_dataset(data, out)
+    table = write_records_csv(data["meta"]["records"], out.with_suffix(".csv"))
+    meta = data["meta"]
+    print(f"wrote {out} and {table}: {meta['n_examples']} notes ({meta['n_dropped_silent']} silent dropped), "
+          f"{len(meta['families'])} families, {args.n_samples} samples at {args.sample_rate} Hz, "
+          f"in {time.perf_counter() - start:.1f} s")
+    return out
+
+
+if __name__ == "__main__":
+    run_cli_main(main)

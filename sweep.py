@@ -1,0 +1,345 @@
+"""Run the paper's grid of trainings (experiments x seeds) here or on SLURM; hydra only launches.
+
+    python sweep.py                                     # 7 experiments x 5 seeds, one after another
+    python sweep.py experiment=SOT-2048,MSS-Lin seed=42,123
+    python sweep.py 'args=[--trainer.max_steps=100]'    # extra train.py arguments, verbatim
+    python sweep.py hydra/launcher=local_parallel hydra.launcher.n_jobs=2
+    python sweep.py hydra/launcher=slurm_gpu hydra.launcher.partition=a100
+    python sweep.py --dry-run                           # print the commands and sbatch script only
+
+Hydra's multirun expands the grid and hands each job to a launcher; the job then runs
+
+    python train.py --config paper-experiments/<experiment>.yaml <args...>
+                    --experiment <experiment> --seed_everything <seed> --checkpoint_root <root>
+
+in a child process, so the model's configuration lives only in train.py's YAML files: the hydra
+config (conf/sweep/) holds experiment, seed, checkpoint_root, args, dry_run and the launcher.
+Runs land in `<root>/<experiment>/<experiment>-<seed>/`. Runs with a `done` marker are left out
+of the grid before anything is launched; any other run resumes from its `last.ckpt` (train.py
+does that). On SLURM, a requeued, preempted or timed-out job runs the same command again and so
+resumes too (see `run_training`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hydra
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.utils import get_original_cwd
+from omegaconf import DictConfig, OmegaConf
+
+REPO = Path(__file__).resolve().parent
+TRAIN_SCRIPT = REPO / "train.py"
+EXPERIMENTS_DIR = REPO / "paper-experiments"
+CONFIG_DIR = REPO / "conf" / "sweep"
+# train.py's layout: train.run_directory() and train.DONE_MARKER (tests/test_sweep.py checks they agree)
+DONE_MARKER = "done"
+# train.py options that the sweep sets itself, after the user's args, so they always win
+SWEEP_OWNED_OPTIONS = ("--experiment", "--seed_everything", "--checkpoint_root", "--resume")
+# per-run W&B identities: a sweep must let train.py choose them (<run>/wandb_run_id)
+PER_RUN_ENVIRONMENT = ("WANDB_RUN_ID", "WANDB_NAME")
+EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 1
+
+log = logging.getLogger("sweep")
+
+
+class SweepError(ValueError):
+    """A mistake in the sweep's settings: reported as one line, exit 2."""
+
+
+class RunFailed(RuntimeError):
+    """A training run ended without its `done` marker."""
+
+
+def known_experiments() -> list[str]:
+    """Experiment names: the YAML files of paper-experiments/ except base.yaml."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != "base")
+
+
+def run_directory(checkpoint_root: str | Path, experiment: str, seed: int) -> Path:
+    """`<checkpoint_root>/<experiment>/<experiment>-<seed>`, the tree train.py writes."""
+    return Path(checkpoint_root) / experiment / f"{experiment}-{seed}"
+
+
+def _owned_option(arg: str) -> str | None:
+    for option in SWEEP_OWNED_OPTIONS:
+        if arg == option or arg.startswith(option + "="):
+            return option
+    return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid: which experiment, which seed, where, with which extra args."""
+
+    experiment: str
+    seed: int
+    checkpoint_root: Path  # absolute
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        known = known_experiments()
+        if self.experiment not in known:
+            raise SweepError(
+                f"unknown experiment {self.experiment!r}: choose among {', '.join(known)}"
+            )
+        if not self.checkpoint_root.is_absolute():
+            raise SweepError(f"checkpoint_root must be absolute here, got {self.checkpoint_root}")
+        for arg in self.args:
+            option = _owned_option(arg)
+            if option is not None:
+                key = {"--experiment": "experiment", "--seed_everything": "seed",
+                       "--checkpoint_root": "checkpoint_root"}.get(option)
+                fix = f"set {key}=... on the sweep's command line" if key else "the sweep always resumes"
+                raise SweepError(f"args may not contain {option} ({fix}): got {arg!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}-{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return run_directory(self.checkpoint_root, self.experiment, self.seed)
+
+    def is_done(self) -> bool:
+        return (self.run_dir / DONE_MARKER).exists()
+
+    def command(self, python: str) -> list[str]:
+        """The train.py command line; the sweep-owned options come last, so they win."""
+        return [
+            python, str(TRAIN_SCRIPT),
+            "--config", str(EXPERIMENTS_DIR / f"{self.experiment}.yaml"),
+            *self.args,
+            "--experiment", self.experiment,
+            "--seed_everything", str(self.seed),
+            "--checkpoint_root", str(self.checkpoint_root),
+        ]
+
+
+def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
+    """The run a job's config describes; relative paths are taken from ``cwd``."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepError(f"seed must be an integer, got {seed!r}")
+    args = cfg.args
+    if isinstance(args, str) or not OmegaConf.is_list(args):
+        raise SweepError(f"args must be a list, e.g. 'args=[--trainer.max_steps=100]', got {args!r}")
+    root = Path(str(cfg.checkpoint_root)).expanduser()
+    return Run(
+        experiment=str(cfg.experiment),
+        seed=seed,
+        checkpoint_root=root if root.is_absolute() else cwd / root,
+        args=tuple(str(a) for a in args),
+    )
+
+
+def _child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in PER_RUN_ENVIRONMENT:
+        if env.pop(name, None) is not None:
+            log.warning("ignoring %s from the environment: each run keeps its own (see <run>/wandb_run_id)", name)
+    return env
+
+
+def _requeue_signal() -> signal.Signals:
+    import submitit
+
+    return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+
+
+def _ignore_requeue_signal() -> None:
+    # runs in the child between fork and exec; SIG_IGN survives exec
+    signal.signal(_requeue_signal(), signal.SIG_IGN)
+
+
+def run_training(run: Run, cwd: Path) -> None:
+    """Run train.py for ``run`` in a child process, from ``cwd``; raise RunFailed unless it is done.
+
+    The child ignores submitit's requeue signal (USR2): in a SLURM job this process handles it
+    (submitit checkpoints the call, `scontrol requeue`s the job and exits; the new job runs the
+    same command, which resumes from last.ckpt). A SIGTERM (requeue, preemption, scancel, time
+    limit) is passed to the child and then this process exits without a result, so the job is
+    not reported finished while SLURM runs it again.
+    """
+    command = run.command(sys.executable)
+    log.info("%s: %s", run.name, shlex.join(command))
+    terminated: list[int] = []
+    process = subprocess.Popen(command, cwd=cwd, env=_child_environment(),
+                               preexec_fn=_ignore_requeue_signal)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    try:
+        returncode = process.wait()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:  # leaving early: KeyboardInterrupt, or submitit's requeue exit
+            process.terminate()
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if run.is_done():
+        return
+    if terminated:
+        log.warning("%s: terminated (SIGTERM); it resumes from last.ckpt when run again", run.name)
+        raise SystemExit(128 + signal.SIGTERM)
+    raise RunFailed(f"{run.name}: train.py exited with status {returncode} and the run is not done "
+                    f"({run.run_dir})")
+
+
+@hydra.main(version_base="1.3", config_path="conf/sweep", config_name="sweep")
+def main(cfg: DictConfig) -> str:
+    """One job of the sweep (hydra's task function). Returns the run directory."""
+    cwd = Path(get_original_cwd())
+    run = run_from_config(cfg, cwd)
+    run_training(run, cwd)
+    return str(run.run_dir)
+
+
+def _fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
+    print(f"sweep.py: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def sbatch_script(launcher_config: DictConfig, n_jobs: int) -> str:
+    """The sbatch script that hydra-submitit-launcher's SLURM launcher submits for ``n_jobs``
+    jobs (one job array when n_jobs > 1), built by submitit's own script builder, unsubmitted."""
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from submitit.slurm.slurm import SlurmExecutor
+
+    class _UnsubmittingSlurmExecutor(SlurmExecutor):
+        @classmethod
+        def affinity(cls) -> int:  # builds scripts where no srun is installed
+            return 1
+
+    params = OmegaConf.to_container(launcher_config, resolve=True)
+    assert isinstance(params, dict)
+    params.pop("_target_", None)
+    executor = _UnsubmittingSlurmExecutor(params.pop("submitit_folder"),
+                                          max_num_timeout=params.pop("max_num_timeout"))
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())
+    # as submitit.AutoExecutor: generic names translated, None means unset
+    executor.update_parameters(**executor._convert_parameters(
+        {k: v for k, v in params.items() if k in generic and v is not None}))
+    executor.update_parameters(**{k: v for k, v in params.items() if k not in generic and v is not None})
+    if n_jobs > 1:
+        executor.parameters["map_count"] = n_jobs
+    return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")
+
+
+def _is_slurm(launcher: Any) -> bool:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    return isinstance(launcher, SlurmLauncher)
+
+
+class SkipDoneSweeper(BasicSweeper):
+    """Hydra's basic sweeper (cartesian product of the values given), which first drops the runs
+    that are done, checks the grid (experiment names, args, distinct run directories), and
+    prints the plan instead of launching when ``dry_run`` is set."""
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        grid = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        cwd = Path.cwd()
+        todo: list[tuple[list[str], Run]] = []
+        done: list[Run] = []
+        seen: dict[Path, Run] = {}
+        for job_overrides in grid:
+            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, job_overrides)
+            try:
+                run = run_from_config(job_config, cwd)
+            except SweepError as error:
+                _fail(str(error))
+            if run.run_dir in seen:
+                _fail(f"two jobs would write {run.run_dir} (args differ but experiment, seed and "
+                      "checkpoint_root do not): give them different checkpoint_root values")
+            seen[run.run_dir] = run
+            (done if run.is_done() else todo).append((job_overrides, run))
+        done_runs = [run for _, run in done]
+        if done_runs:
+            log.info("done, skipped: %s", " ".join(run.name for run in done_runs))
+        if self.config.dry_run:
+            self._print_plan([run for _, run in todo], done_runs)
+            return []
+        if not todo:
+            log.info("nothing to launch: all %d runs are done", len(grid))
+            return []
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        batch_size = self.max_batch_size or len(todo)
+        returns: list[Sequence[JobReturn]] = []
+        for start in range(0, len(todo), batch_size):
+            batch = [job_overrides for job_overrides, _ in todo[start:start + batch_size]]
+            returns.append(self.launcher.launch(batch, initial_job_idx=start))
+        self._report([r for batch in returns for r in batch], [run for _, run in todo])
+        return returns
+
+    def _print_plan(self, todo: list[Run], done: list[Run]) -> None:
+        print(f"# {len(todo)} runs to launch, {len(done)} done and skipped"
+              + (f": {' '.join(run.name for run in done)}" if done else ""))
+        for run in todo:
+            print(shlex.join(run.command(sys.executable)))
+        if todo and _is_slurm(self.launcher):
+            print(f"# the sbatch script submitted for them ({'a job array' if len(todo) > 1 else 'one job'}):")
+            print(sbatch_script(self.config.hydra.launcher, len(todo)))
+
+    @staticmethod
+    def _report(results: list[JobReturn], runs: list[Run]) -> None:
+        failed = 0
+        for result, run in zip(results, runs):
+            if result.status == JobStatus.COMPLETED:
+                print(f"ok      {run.name}  {run.run_dir}")
+            else:
+                failed += 1
+                print(f"FAILED  {run.name}  {result._return_value}")
+        if failed:
+            _fail(f"{failed} of {len(runs)} runs failed; run the same command again to resume them",
+                  EXIT_RUN_FAILED)
+
+
+def _use_dry_run_flag(argv: list[str]) -> list[str]:
+    """`--dry-run` (argparse style) becomes the hydra override `dry_run=true`."""
+    return [("dry_run=true" if arg == "--dry-run" else arg) for arg in argv]
+
+
+def cli() -> None:
+    """Entry point: `python sweep.py [--dry-run] [hydra overrides]`."""
+    sys.argv = [sys.argv[0], *_use_dry_run_flag(sys.argv[1:])]
+    # jobs (SLURM, joblib workers) unpickle this module's functions: importable wherever they start
+    paths = os.environ.get("PYTHONPATH", "")
+    if str(REPO) not in paths.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), paths) if p)
+    try:
+        main()
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    cli()
