@@ -10,8 +10,8 @@ What is rendered: for each instrument of each family (``INSTRUMENTS``), MIDI not
 ``note_step`` semitones over its playable range, clipped to the paper's f0 range
 (40-1950 Hz, i.e. MIDI 28-94), at each velocity. Each note sounds alone (reverb and chorus
 off, an "all sound off" before each note). The excerpt is ``n_samples`` samples starting
-``offset_ms`` (100 ms) after the scheduled note-on, past the attack; FluidSynth starts a voice
-within one 64-sample block of its scheduled time. Excerpts quieter than ``min_rms_db`` dBFS
+``offset_ms`` (100 ms) after the note starts sounding (its first non-zero sample, a few ms
+after the scheduled note-on), past the attack. Excerpts quieter than ``min_rms_db`` dBFS
 (RMS, at gain 1) are dropped: high notes of plucked instruments have decayed by then.
 
 True f0: the MIDI note in equal temperament, f0 = 440 * 2 ** ((note - 69) / 12) Hz.
@@ -261,16 +261,25 @@ def _fluidsynth(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, sample_
     return audio.mean(axis=1)
 
 
+def _sounding_from(audio: np.ndarray, onset_ms: int, sample_rate: int) -> int:
+    """First non-zero sample from 20 ms before to 100 ms after a note-on (the voice's start;
+    the slot is silent before it), or the note-on's sample if the note stays silent."""
+    lo, hi = (round(t * sample_rate / 1000.0) for t in (onset_ms - 20, onset_ms + 100))
+    sounding = np.flatnonzero(audio[lo:hi])
+    return lo + int(sounding[0]) if sounding.size else round(onset_ms * sample_rate / 1000.0)
+
+
 def render_excerpts(
     notes: Sequence[Note], soundfont: str | Path = SOUNDFONT, sample_rate: int = 16000,
     n_samples: int = 4096, offset_ms: float = 100.0, jobs: int = 2, fluidsynth: str = "fluidsynth",
 ) -> np.ndarray:
     """Render each note alone and cut its excerpt: float32 (len(notes), n_samples), unnormalized.
 
-    Excerpt i is samples [round((onset_i + offset_ms) * sample_rate / 1000), ... + n_samples)
-    of the rendering (onset_i the scheduled note-on, ms). The notes are split into ``jobs``
-    consecutive parts rendered by concurrent FluidSynth processes; each note is rendered in
-    isolation, so the result does not depend on ``jobs``.
+    Excerpt i starts ``offset_ms`` after note i starts sounding (its first non-zero sample:
+    FluidSynth starts voices on 64-sample block boundaries, so this is exact where the
+    scheduled note-on is not) and holds ``n_samples`` samples. The notes are split into
+    ``jobs`` consecutive parts rendered by concurrent FluidSynth processes; each note sounds
+    alone, so the result does not depend on ``jobs``.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
@@ -285,7 +294,7 @@ def render_excerpts(
             onsets = write_midi([notes[i] for i in parts[k]], midi, offset_ms, excerpt_ms)
             audio = _fluidsynth(fluidsynth, Path(soundfont), midi, wav, sample_rate)
             for i, onset in zip(parts[k], onsets):
-                start = round((onset + offset_ms) * sample_rate / 1000.0)
+                start = _sounding_from(audio, onset, sample_rate) + round(offset_ms * sample_rate / 1000.0)
                 excerpt = audio[start:start + n_samples]
                 out[i, : excerpt.shape[0]] = excerpt  # a short rendering leaves zeros, dropped as silent
 
@@ -306,9 +315,7 @@ def _fluidsynth_version(fluidsynth: str) -> str:
 
 
 def render_dataset(
-    families: Sequence[str] = FAMILIES,
-    velocities: Sequence[int] = (40, 80, 120),
-    note_step: int = 5,
+    notes: Sequence[Note],
     sample_rate: int = 16000,
     n_samples: int = 4096,
     offset_ms: float = 100.0,
@@ -317,7 +324,9 @@ def render_dataset(
     jobs: int = 2,
     install_script: str | Path | None = INSTALL_SCRIPT,
 ) -> dict[str, Any]:
-    """Render the real-instrument set (module docstring) and return it in the data set format.
+    """Render ``notes`` (e.g. from ``plan_notes``) and return them in the data set format.
+
+    Each note's excerpt is cut as in ``render_excerpts``; those below ``min_rms_db`` dBFS are dropped.
 
     Returns {"train_tensors", "val_tensors", "test_tensors": float32 [n, n_samples],
     "*_thetas": {"frequency": float32 [n, 1] Hz (MIDI note, A4 = 440 Hz), "weights": float32
@@ -331,7 +340,8 @@ def render_dataset(
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not offset_ms >= 0:
         raise ValueError(f"offset_ms must be >= 0 (ms after the note-on), got {offset_ms!r}")
-    notes = plan_notes(families, velocities, note_step)
+    if not notes:
+        raise ValueError("notes must hold at least one Note; see plan_notes")
     fluidsynth = ensure_renderer(soundfont, install_script)
     excerpts = render_excerpts(notes, soundfont, sample_rate, n_samples, offset_ms, jobs, fluidsynth)
     levels = _rms_dbfs(excerpts)
@@ -360,9 +370,7 @@ def render_dataset(
         "n_examples": len(records),
         "soundfont": str(soundfont),
         "fluidsynth": _fluidsynth_version(fluidsynth),
-        "families": list(dict.fromkeys(families)),
-        "velocities": [int(v) for v in velocities],
-        "note_step": note_step,
+        "families": list(dict.fromkeys(n.instrument.family for n in notes)),
         "offset_ms": float(offset_ms),
         "min_rms_db": float(min_rms_db),
         "n_dropped_silent": len(notes) - len(records),
@@ -475,8 +483,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     args = _parser().parse_args(argv)
     start = time.perf_counter()
-    data = render_dataset(args.families, args.velocities, args.note_step, args.sample_rate, args.n_samples,
-                          args.offset_ms, args.min_rms_db, args.soundfont, args.jobs)
+    notes = plan_notes(args.families, args.velocities, args.note_step)
+    data = render_dataset(notes, args.sample_rate, args.n_samples, args.offset_ms, args.min_rms_db,
+                          args.soundfont, args.jobs)
     out = args.out if args.out is not None else default_output(args.sample_rate, args.n_samples)
     save_dataset(data, out)
     table = write_records_csv(data["meta"]["records"], out.with_suffix(".csv"))

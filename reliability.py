@@ -132,6 +132,7 @@ def condense_argument_error(message: str) -> str:
             details.append(line)
     detail = details[-1] if details else one_line(message)
     detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
+    detail = detail.replace("Got value:", "got")
     if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) and class_paths:
         detail = f"cannot import class_path '{class_paths[-1]}' ({detail}); check its spelling"
     where = ".".join(keys)

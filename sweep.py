@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -161,11 +162,6 @@ def _requeue_signal() -> signal.Signals:
     return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
 
 
-def _ignore_requeue_signal() -> None:
-    # runs in the child between fork and exec; SIG_IGN survives exec
-    signal.signal(_requeue_signal(), signal.SIG_IGN)
-
-
 def run_training(run: Run, cwd: Path) -> None:
     """Run train.py for ``run`` in a child process, from ``cwd``; raise RunFailed unless it is done.
 
@@ -178,8 +174,12 @@ def run_training(run: Run, cwd: Path) -> None:
     command = run.command(sys.executable)
     log.info("%s: %s", run.name, shlex.join(command))
     terminated: list[int] = []
-    process = subprocess.Popen(command, cwd=cwd, env=_child_environment(),
-                               preexec_fn=_ignore_requeue_signal)
+    requeue_signal = _requeue_signal()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=_child_environment(),
+        # runs in the child between fork and exec: SIG_IGN survives exec
+        preexec_fn=lambda: signal.signal(requeue_signal, signal.SIG_IGN),
+    )
 
     def on_sigterm(signum: int, frame: Any) -> None:
         terminated.append(signum)
@@ -323,14 +323,33 @@ class SkipDoneSweeper(BasicSweeper):
                   EXIT_RUN_FAILED)
 
 
-def _use_dry_run_flag(argv: list[str]) -> list[str]:
-    """`--dry-run` (argparse style) becomes the hydra override `dry_run=true`."""
-    return [("dry_run=true" if arg == "--dry-run" else arg) for arg in argv]
+def _hydra_quoted(value: str) -> str:
+    """``value`` as a quoted string of hydra's override grammar, kept verbatim through OmegaConf:
+    backslashes are escaped only before a quote or the closing quote, `${` is not interpolated."""
+    value = value.replace("${", "\\${")
+    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
+    return f"'{value}'"
+
+
+def hydra_arguments(argv: list[str]) -> list[str]:
+    """sweep.py's command line as hydra overrides: `--dry-run` becomes `dry_run=true`, and the
+    arguments after `--` become `args=[...]`, passed verbatim to every train.py."""
+    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, None)
+    overrides = ["dry_run=true" if arg == "--dry-run" else arg for arg in head]
+    if tail is not None:
+        if any(arg.startswith(("args=", "+args=", "++args=")) for arg in head):
+            raise SweepError("give train.py's arguments either after -- or as args=[...], not both")
+        overrides.append(f"args=[{','.join(_hydra_quoted(arg) for arg in tail)}]")
+    return overrides
 
 
 def cli() -> None:
-    """Entry point: `python sweep.py [--dry-run] [hydra overrides]`."""
-    sys.argv = [sys.argv[0], *_use_dry_run_flag(sys.argv[1:])]
+    """Entry point: `python sweep.py [--dry-run] [hydra overrides] [-- train.py arguments]`."""
+    try:
+        sys.argv = [sys.argv[0], *hydra_arguments(sys.argv[1:])]
+    except SweepError as error:
+        _fail(str(error))
     # jobs (SLURM, joblib workers) unpickle this module's functions: importable wherever they start
     paths = os.environ.get("PYTHONPATH", "")
     if str(REPO) not in paths.split(os.pathsep):

@@ -1,0 +1,191 @@
+"""real_data.py: the note plan, the MIDI it writes, the per-family breakdown against mir_eval,
+and (when FluidSynth is installed or installable) three rendered notes loaded like the synthetic set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import librosa
+import mido
+import mir_eval
+import numpy as np
+import pytest
+import torch
+
+import real_data
+from real_data import FAMILIES, INSTRUMENTS, MIDI_MAX, MIDI_MIN, Note, family_breakdown, plan_notes
+from reliability import UserError
+from synthetic_data import PreloadedSinusoidDataModule, load_dataset, save_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+INSTRUMENT = {i.name: i for i in INSTRUMENTS}
+
+
+def test_plan_covers_every_family_within_the_paper_range_and_each_instrument_range() -> None:
+    notes = plan_notes(velocities=(60, 110), note_step=5)
+    assert {n.instrument.family for n in notes} == set(FAMILIES)
+    assert len(FAMILIES) == 7 and 300 <= len(notes) <= 600
+    for n in notes:
+        assert MIDI_MIN <= n.note <= MIDI_MAX
+        assert n.instrument.low <= n.note <= n.instrument.high
+        assert 40.0 <= n.f0_hz <= 1950.0  # Hz, the paper's f0 range
+    # every instrument starts at its lowest playable note and steps by 5 semitones
+    for instrument in INSTRUMENTS:
+        played = sorted({n.note for n in notes if n.instrument == instrument})
+        assert played[0] == max(instrument.low, MIDI_MIN)
+        assert np.all(np.diff(played) == 5)
+    assert {n.velocity for n in notes} == {60, 110}
+
+
+def test_f0_is_the_equal_tempered_midi_frequency() -> None:
+    notes = np.arange(MIDI_MIN, MIDI_MAX + 1)
+    ours = np.array([real_data.midi_note_to_hz(int(n)) for n in notes])
+    np.testing.assert_allclose(ours, librosa.midi_to_hz(notes), rtol=1e-12)
+    assert real_data.midi_note_to_hz(69) == 440.0
+
+
+@pytest.mark.parametrize("bad", [{"families": ["kazoo"]}, {"velocities": [0]}, {"note_step": 0}])
+def test_plan_rejects_bad_arguments(bad: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        plan_notes(**bad)
+
+
+def test_midi_file_plays_each_note_alone_at_the_returned_onsets(tmp_path: Path) -> None:
+    notes = [Note(INSTRUMENT["violin"], 69, 100), Note(INSTRUMENT["tuba"], 30, 40),
+             Note(INSTRUMENT["acoustic grand piano"], 60, 80)]
+    onsets = real_data.write_midi(notes, tmp_path / "n.mid", offset_ms=100.0, excerpt_ms=256.0)
+    midi = mido.MidiFile(str(tmp_path / "n.mid"))
+    assert midi.ticks_per_beat == 500
+    events, now_ms = [], 0.0
+    for message in midi.tracks[0]:
+        now_ms += message.time  # one tick = 1 ms at the file's tempo
+        events.append((now_ms, message))
+    assert mido.tick2second(1, midi.ticks_per_beat, 500_000) == pytest.approx(1e-3)
+    note_ons = [(t, m) for t, m in events if m.type == "note_on" and m.velocity > 0]
+    assert [t for t, _ in note_ons] == onsets
+    assert [(m.note, m.velocity) for _, m in note_ons] == [(69, 100), (30, 40), (60, 80)]
+    programs = [m.program for _, m in events if m.type == "program_change"]
+    assert programs == [40, 58, 0]
+    # "all sound off" precedes every note, and each note ends before the next slot starts
+    sound_off = [t for t, m in events if m.type == "control_change" and m.control == 120]
+    note_offs = [t for t, m in events if m.type == "note_off"]
+    for i, onset in enumerate(onsets):
+        assert sound_off[i] < onset
+        assert onset + 100 + 256 < note_offs[i] < sound_off[i + 1]
+
+
+def _records(families: list[str], f0: list[float]) -> list[dict]:
+    return [{"family": f, "f0_hz": x} for f, x in zip(families, f0)]
+
+
+def test_family_breakdown_matches_mir_eval_per_family() -> None:
+    rng = np.random.default_rng(0)
+    families = ["strings", "keys", "strings", "voice", "keys", "strings"]
+    true = rng.uniform(50, 1500, size=len(families))  # Hz
+    frames = 16
+    cents = rng.choice([0.0, 20.0, -49.0, 60.0, 1200.0, -1190.0, 700.0], size=(len(families), frames))
+    pred = true[:, None] * 2.0 ** (cents / 1200.0)  # (N, T) Hz
+    rows = family_breakdown(torch.from_numpy(pred), _records(families, true.tolist()))
+    assert [r["family"] for r in rows] == ["strings", "keys", "voice", "all"]
+    for row in rows:
+        mask = np.ones(len(families), bool) if row["family"] == "all" else \
+            np.array([f == row["family"] for f in families])
+        ref_f0 = np.repeat(true[mask], frames)
+        est_f0 = pred[mask].ravel()
+        ones = np.ones_like(ref_f0, dtype=bool)
+        ref_c, est_c = mir_eval.melody.hz2cents(ref_f0), mir_eval.melody.hz2cents(est_f0)
+        assert row["rpa"] == pytest.approx(mir_eval.melody.raw_pitch_accuracy(ones, ref_c, ones, est_c))
+        assert row["rca"] == pytest.approx(mir_eval.melody.raw_chroma_accuracy(ones, ref_c, ones, est_c))
+        assert row["n_examples"] == mask.sum() and row["n_frames"] == mask.sum() * frames
+    table = real_data.breakdown_markdown(rows)
+    assert table.count("\n") == 1 + len(rows) and "| all |" in table
+
+
+def test_family_breakdown_rejects_a_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="f0_pred"):
+        family_breakdown(np.ones((3, 16)), _records(["keys"] * 2, [100.0, 200.0]))
+
+
+def test_records_of_only_reads_real_data_meta() -> None:
+    assert real_data.records_of({"generator": "synthetic_data.generate_dataset"}) is None
+    meta = {"generator": real_data.GENERATOR, "records": [{"family": "keys", "f0_hz": 440.0}]}
+    assert real_data.records_of(meta) == [{"family": "keys", "f0_hz": 440.0}]
+
+
+def test_missing_renderer_that_cannot_be_installed_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "FluidR3_GM.sf2"
+    monkeypatch.setattr(real_data, "SOUNDFONT", missing)
+    failing = tmp_path / "install.sh"
+    failing.write_text("echo 'install_fluidsynth.sh: needs root' >&2; exit 1\n")
+    caplog.set_level("INFO", logger="real_data")
+    with pytest.raises(UserError, match="could not be installed \\(install_fluidsynth.sh: needs root\\)"):
+        real_data.ensure_renderer(missing, install_script=failing)
+    assert "installing fluidsynth and fluid-soundfont-gm" in caplog.text
+    # an explicit SoundFont that is missing is not installed: the user is told to pass another
+    with pytest.raises(UserError, match="not found"):
+        real_data.ensure_renderer(tmp_path / "other.sf2", install_script=failing)
+
+
+def test_cli_with_a_missing_soundfont_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "real_data.py"), "--soundfont", str(tmp_path / "none.sf2"),
+         "--out", str(tmp_path / "x.pth"), "--families", "keys"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "none.sf2" in errors[0]
+    assert not (tmp_path / "x.pth").exists()
+
+
+@pytest.fixture(scope="module")
+def fluidsynth() -> str:
+    try:
+        return real_data.ensure_renderer()
+    except UserError as err:
+        pytest.skip(f"FluidSynth and the FluidR3 GM SoundFont are not available here: {err}")
+
+
+def test_three_rendered_notes_load_like_the_synthetic_set(fluidsynth: str, tmp_path: Path) -> None:
+    notes = [Note(INSTRUMENT["violin"], 69, 100), Note(INSTRUMENT["trumpet"], 60, 100),
+             Note(INSTRUMENT["acoustic grand piano"], 45, 100)]
+    data = real_data.render_dataset(notes, jobs=1)
+    path = save_dataset(data, tmp_path / "real.pth")
+    real_data.write_records_csv(data["meta"]["records"], tmp_path / "real.csv")
+
+    # rendering is deterministic and independent of how the notes are split between processes
+    again = real_data.render_excerpts(notes, jobs=3, fluidsynth=fluidsynth)
+    assert np.array_equal(again, data["test_tensors"].numpy())
+
+    module = PreloadedSinusoidDataModule(str(path), batch_size=4, generate_if_missing=False)
+    module.setup("test")
+    batch = next(iter(module.test_dataloader()))
+    assert batch["x"].shape == (3, 4096)  # 3 notes of 4096 samples at 16 kHz
+    torch.testing.assert_close(batch["x"].abs().amax(dim=1), torch.full((3,), 0.9))
+    expected = torch.tensor([[440.0], [261.6255653], [110.0]])  # A4, C4, A2 (Hz)
+    torch.testing.assert_close(batch["f0_hz"], expected)
+    assert torch.equal(batch["weights"], torch.zeros(3, 8))
+    assert len(module.train_dataset) == len(module.val_dataset) == 3  # one copy per family
+
+    meta = load_dataset(path)["meta"]
+    records = real_data.records_of(meta)
+    assert [(r["family"], r["program"], r["note"], r["velocity"]) for r in records] == [
+        ("strings", 40, 69, 100), ("brass", 56, 60, 100), ("keys", 0, 45, 100)]
+    csv_lines = (tmp_path / "real.csv").read_text().splitlines()
+    assert csv_lines[0] == "index,family,program,instrument,note,velocity,f0_hz,rms_dbfs"
+    assert csv_lines[1].startswith("0,strings,40,violin,69,100,440.000000,")
+
+    # each excerpt is the sustained note: an independent estimator (librosa's YIN) agrees with
+    # the MIDI f0 within 50 cents
+    for x, record in zip(batch["x"].numpy().astype(np.float64), records):
+        f0 = librosa.yin(x, fmin=60, fmax=1000, sr=16000, frame_length=2048, hop_length=256, center=False)
+        assert abs(1200 * np.log2(np.median(f0) / record["f0_hz"])) < 50
+
+    rows = family_breakdown(batch["f0_hz"].expand(3, 16), records)  # true f0 as the prediction
+    assert [(r["family"], r["rpa"], r["rca"]) for r in rows] == [
+        ("strings", 1.0, 1.0), ("brass", 1.0, 1.0), ("keys", 1.0, 1.0), ("all", 1.0, 1.0)]
