@@ -38,11 +38,20 @@ REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from models.autoencoder import HarmonicAutoencoder  # noqa: E402
-from models.synth import upsample_linear, upsample_with_windows  # noqa: E402
-from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main  # noqa: E402
+from models.autoencoder import HarmonicAutoencoder
+from models.synth import upsample_linear, upsample_with_windows
+from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main
 
-__all__ = ["estimate_track", "load_model", "peak_normalize", "read_audio", "resample", "resynthesize", "main"]
+__all__ = [
+    "estimate_track",
+    "load_audio",
+    "load_model",
+    "main",
+    "peak_normalize",
+    "read_audio",
+    "resample",
+    "resynthesize",
+]
 
 PEAK = 0.9  # the training data's per-example peak (PreloadedSinusoidDataModule)
 
@@ -59,8 +68,8 @@ def _load_checkpoint_fallback(path: Path, device: str = "cpu") -> HarmonicAutoen
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(state[train.CONFIG_KEY])
-        cli = train.build_cli(["--config", str(config), "--checkpoint_root", tmp,
-                               "--trainer.logger", "false", "--trainer.accelerator", "cpu"])
+        args = ["--config", str(config), "--checkpoint_root", tmp]
+        cli = train.build_cli([*args, "--trainer.logger", "false", "--trainer.accelerator", "cpu"])
     model: HarmonicAutoencoder = cli.model
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval()
@@ -85,7 +94,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> HarmonicAutoencod
         model = load_checkpoint(path, device=device)
     except UserError:
         raise
-    except Exception as err:  # a foreign or corrupt file fails in many ways (pickle, keys, shapes)
+    except Exception as err:  # noqa: BLE001  (foreign or corrupt files fail in many ways)
         raise UserError(
             f"{path}: not a usable train.py checkpoint ({type(err).__name__}: {one_line(err)})"
         ) from None
@@ -106,8 +115,8 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(audio.astype(np.float64), rate_out // g, rate_in // g).astype(np.float32)
 
 
-def read_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Read an audio file, mix to mono and resample: (float32 (N,) at ``sample_rate``, file rate).
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read an audio file and mix it to mono: (float32 (N,), its sample rate in Hz).
 
     Raises UserError (one line) for a missing, unreadable, empty or non-finite file.
     """
@@ -125,7 +134,13 @@ def read_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, int]:
     mono = audio.mean(axis=1)
     if not np.isfinite(mono).all():
         raise UserError(f"{path}: the audio holds NaN or inf values")
-    return resample(mono, int(rate), sample_rate), int(rate)
+    return mono, int(rate)
+
+
+def read_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, int]:
+    """``load_audio`` then ``resample``: (float32 (N,) at ``sample_rate``, the file's rate)."""
+    audio, rate = load_audio(path)
+    return resample(audio, rate, sample_rate), rate
 
 
 def peak_normalize(audio: np.ndarray, peak: float = PEAK) -> tuple[np.ndarray, float]:
@@ -137,7 +152,10 @@ def peak_normalize(audio: np.ndarray, peak: float = PEAK) -> tuple[np.ndarray, f
 
 @torch.inference_mode()
 def estimate_track(
-    model: HarmonicAutoencoder, audio: np.ndarray, chunk_samples: int | None = None, batch_chunks: int = 16,
+    model: HarmonicAutoencoder,
+    audio: np.ndarray,
+    chunk_samples: int | None = None,
+    batch_chunks: int = 16,
 ) -> dict[str, np.ndarray]:
     """f0 and harmonic amplitudes of a whole signal, frame by frame.
 
@@ -150,7 +168,9 @@ def estimate_track(
     hop = model.hop_length
     chunk = int(model.synth.n_samples) if chunk_samples is None else chunk_samples
     if chunk < hop or chunk % hop != 0:
-        raise ValueError(f"chunk_samples must be a positive multiple of the hop ({hop}), got {chunk}")
+        raise ValueError(
+            f"chunk_samples must be a positive multiple of the hop ({hop}), got {chunk}"
+        )
     if batch_chunks < 1:
         raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
     if audio.ndim != 1 or audio.shape[0] == 0:
@@ -160,10 +180,11 @@ def estimate_track(
     padded = np.zeros(n_chunks * chunk, dtype=np.float32)
     padded[: audio.shape[0]] = audio
     chunks = torch.from_numpy(padded).view(n_chunks, chunk)
-    device = next(model.encoder.parameters()).device
     f0_parts, amp_parts = [], []
     for start in range(0, n_chunks, batch_chunks):
-        f0, amplitudes = model.encode(model.compute_features(chunks[start : start + batch_chunks].to(device)))
+        f0, amplitudes = model.encode(
+            model.compute_features(chunks[start : start + batch_chunks].to(model.device))
+        )
         f0_parts.append(f0.reshape(-1).cpu())
         amp_parts.append(amplitudes.reshape(-1, amplitudes.shape[-1]).cpu())
     return {
@@ -175,7 +196,9 @@ def estimate_track(
 
 @torch.inference_mode()
 def resynthesize(
-    model: HarmonicAutoencoder, f0_hz: np.ndarray | Tensor, amplitudes: np.ndarray | Tensor,
+    model: HarmonicAutoencoder,
+    f0_hz: np.ndarray | Tensor,
+    amplitudes: np.ndarray | Tensor,
     block_frames: int = 256,
 ) -> np.ndarray:
     """The model's synthesizer on the whole track, in blocks, with continuous phase.
@@ -188,8 +211,8 @@ def resynthesize(
     silent first sample whose frequency sets the running phase. Returns float32 (T * hop,).
     """
     hop, rate = model.hop_length, model.sample_rate
-    f0 = torch.as_tensor(f0_hz, dtype=torch.float64).reshape(1, -1, 1)
-    amps = torch.as_tensor(amplitudes, dtype=torch.float64)[None]
+    f0 = torch.as_tensor(f0_hz, dtype=torch.float64, device=model.device).reshape(1, -1, 1)
+    amps = torch.as_tensor(amplitudes, dtype=torch.float64, device=model.device)[None]
     n_frames = f0.shape[1]
     out = np.empty(n_frames * hop, dtype=np.float32)
     phase = 0.0  # sum of 2 pi f / rate over the samples before the current block, mod 2 pi
@@ -202,7 +225,9 @@ def resynthesize(
         core0, core1 = (a - lo) * hop, (b - lo) * hop
         omega = f0_audio * (2.0 * math.pi / rate)
         start_phase = (phase - float(omega[s0:core0].sum())) % (2.0 * math.pi)
-        f0_in = torch.cat([f0_audio.new_tensor([start_phase * rate / (2.0 * math.pi)]), f0_audio[s0:s1]])
+        f0_in = torch.cat(
+            [f0_audio.new_tensor([start_phase * rate / (2.0 * math.pi)]), f0_audio[s0:s1]]
+        )
         amp_in = torch.cat([amp_audio.new_zeros(1, amp_audio.shape[1]), amp_audio[s0:s1]])
         audio = model.decode(f0_in[None], amp_in[None], f0_in.shape[0])[0, 1:]
         out[a * hop : b * hop] = audio[core0 - s0 : core1 - s0].float().cpu().numpy()
@@ -210,7 +235,9 @@ def resynthesize(
     return out
 
 
-def _spectrogram_db(audio: np.ndarray, rate: int, max_columns: int = 4000) -> tuple[np.ndarray, ...]:
+def _spectrogram_db(
+    audio: np.ndarray, rate: int, max_columns: int = 4000
+) -> tuple[np.ndarray, ...]:
     """Hann STFT power in dB: (times (M,) s, freqs (F,) Hz, dB (F, M)), n_fft 1024, hop >= 256."""
     n_fft = 1024
     hop = max(256, -(-audio.shape[0] // max_columns))
@@ -219,8 +246,11 @@ def _spectrogram_db(audio: np.ndarray, rate: int, max_columns: int = 4000) -> tu
     index = np.arange(n_fft)[None, :] + hop * np.arange(n_cols)[:, None]
     frames = padded[index] * np.hanning(n_fft)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    return (np.arange(n_cols) * hop / rate, np.fft.rfftfreq(n_fft, 1.0 / rate),
-            10.0 * np.log10(np.maximum(power.T, 1e-10)))
+    return (
+        np.arange(n_cols) * hop / rate,
+        np.fft.rfftfreq(n_fft, 1.0 / rate),
+        10.0 * np.log10(np.maximum(power.T, 1e-10)),
+    )
 
 
 def _plot_png(audio: np.ndarray, rate: int, track: dict[str, np.ndarray], title: str) -> bytes:
@@ -231,7 +261,9 @@ def _plot_png(audio: np.ndarray, rate: int, track: dict[str, np.ndarray], title:
 
     times, freqs, db = _spectrogram_db(audio, rate)
     figure, axis = plt.subplots(figsize=(10, 4.5))
-    axis.pcolormesh(times, freqs[1:], db[1:], shading="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max())
+    axis.pcolormesh(
+        times, freqs[1:], db[1:], shading="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max()
+    )
     axis.plot(track["time_s"], track["f0_hz"], color="cyan", lw=1.2, label="estimated f0")
     axis.set_yscale("log")
     axis.set_ylim(30, rate / 2)
@@ -251,8 +283,14 @@ def _csv_text(track: dict[str, np.ndarray]) -> str:
     header = ",".join(["time_s", "f0_hz", *(f"amp_{k}" for k in range(1, n_harmonics + 1))])
     table = np.column_stack([track["time_s"], track["f0_hz"], track["amplitudes"]])
     buffer = io.StringIO()
-    np.savetxt(buffer, table, delimiter=",", fmt=["%.6f", "%.4f", *["%.6g"] * n_harmonics],
-               header=header, comments="")
+    np.savetxt(
+        buffer,
+        table,
+        delimiter=",",
+        fmt=["%.6f", "%.4f", *["%.6g"] * n_harmonics],
+        header=header,
+        comments="",
+    )
     return buffer.getvalue()
 
 
@@ -265,10 +303,16 @@ def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="estimate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a train.py checkpoint (.ckpt)")
     p.add_argument("audio", type=Path, help="WAV, FLAC or OGG file")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default outputs/estimate/<name>)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output directory (default outputs/estimate/<name>)"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--chunk-samples", type=int, default=None,
-                   help="samples per chunk (default: the model's training length)")
+    p.add_argument(
+        "--chunk-samples",
+        type=int,
+        default=None,
+        help="samples per chunk (default: the model's training length)",
+    )
     p.add_argument("--batch-chunks", type=int, default=16, help="chunks per encoder call")
     return p
 
@@ -277,11 +321,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line. Returns {"csv", "png", "wav": output paths, "n_frames", "duration_s",
     "seconds": processing time, "real_time_factor": seconds / duration_s, "gain"}."""
     args = _parser().parse_args(argv)
+    audio, file_rate = load_audio(args.audio)  # bad audio fails before the slower model load
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, args.device)
     load_s = time.perf_counter() - t0
-    audio, file_rate = read_audio(args.audio, model.sample_rate)
-    audio, gain = peak_normalize(audio)
+    audio, gain = peak_normalize(resample(audio, file_rate, model.sample_rate))
     duration = audio.shape[0] / model.sample_rate
 
     t1 = time.perf_counter()
@@ -294,8 +338,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     name = args.audio.stem
     out = args.out if args.out is not None else Path("outputs") / "estimate" / name
-    paths = {"csv": out / f"{name}_f0.csv", "png": out / f"{name}_spectrogram.png",
-             "wav": out / f"{name}_resynthesis.wav"}
+    paths = {
+        "csv": out / f"{name}_f0.csv",
+        "png": out / f"{name}_spectrogram.png",
+        "wav": out / f"{name}_resynthesis.wav",
+    }
     atomic_write_text(paths["csv"], _csv_text(track))
     wav = io.BytesIO()
     sf.write(wav, resynthesis, model.sample_rate, format="WAV", subtype="FLOAT")
@@ -304,13 +351,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     seconds = t3 - t1
     rtf = seconds / duration
-    print(f"{args.audio}: {duration:.2f} s at {file_rate} Hz -> {model.sample_rate} Hz, scaled by {gain:.4g} "
-          f"to peak {PEAK}; {track['f0_hz'].shape[0]} frames")
-    print(f"estimation {t2 - t1:.2f} s + resynthesis {t3 - t2:.2f} s on {args.device}: real-time factor "
-          f"{rtf:.4f} ({1 / rtf:.0f}x faster than real time); model loaded in {load_s:.1f} s")
+    print(
+        f"{args.audio}: {duration:.2f} s at {file_rate} Hz -> {model.sample_rate} Hz, "
+        f"scaled by {gain:.4g} "
+        f"to peak {PEAK}; {track['f0_hz'].shape[0]} frames"
+    )
+    print(
+        f"estimation {t2 - t1:.2f} s + resynthesis {t3 - t2:.2f} s on {args.device}: "
+        f"real-time factor "
+        f"{rtf:.4f} ({1 / rtf:.0f}x faster than real time); model loaded in {load_s:.1f} s"
+    )
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return {**paths, "n_frames": int(track["f0_hz"].shape[0]), "duration_s": duration, "seconds": seconds,
-            "real_time_factor": rtf, "gain": gain}
+    return {
+        **paths,
+        "n_frames": int(track["f0_hz"].shape[0]),
+        "duration_s": duration,
+        "seconds": seconds,
+        "real_time_factor": rtf,
+        "gain": gain,
+    }
 
 
 if __name__ == "__main__":

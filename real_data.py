@@ -7,12 +7,12 @@ recordings of real instruments), installed by ``scripts/install_fluidsynth.sh`` 
     python real_data.py            # -> data/fluidr3_notes_sr16000_4096.pth and .csv
 
 What is rendered: for each instrument of each family (``INSTRUMENTS``), MIDI notes every
-``note_step`` semitones over its playable range, clipped to the paper's f0 range
-(40-1950 Hz, i.e. MIDI 28-94), at each velocity. Each note sounds alone (reverb and chorus
+``note_step`` semitones over its playable range (as far as FluidR3 sounds it), clipped to the
+paper's f0 range (40-1950 Hz, i.e. MIDI 28-94), at each velocity. Each note sounds alone (reverb and chorus
 off, an "all sound off" before each note). The excerpt is ``n_samples`` samples starting
 ``offset_ms`` (100 ms) after the note starts sounding (its first non-zero sample, a few ms
 after the scheduled note-on), past the attack. Excerpts quieter than ``min_rms_db`` dBFS
-(RMS, at gain 1) are dropped: high notes of plucked instruments have decayed by then.
+(RMS, at gain 1) are dropped (none at the defaults; a guard for other fonts and settings).
 
 True f0: the MIDI note in equal temperament, f0 = 440 * 2 ** ((note - 69) / 12) Hz.
 
@@ -51,8 +51,7 @@ REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import metrics  # noqa: E402
-from reliability import UserError, atomic_write_text, run_cli_main  # noqa: E402
+from reliability import UserError, atomic_write_text, run_cli_main
 
 __all__ = [
     "FAMILIES",
@@ -102,9 +101,9 @@ class Instrument:
 
 
 INSTRUMENTS: tuple[Instrument, ...] = (
-    Instrument("strings", 40, "violin", 55, 94),
+    Instrument("strings", 40, "violin", 55, 93),
     Instrument("strings", 42, "cello", 36, 76),
-    Instrument("strings", 43, "contrabass", 28, 60),
+    Instrument("strings", 43, "contrabass", 28, 55),
     Instrument("brass", 56, "trumpet", 54, 82),
     Instrument("brass", 57, "trombone", 40, 72),
     Instrument("brass", 58, "tuba", 28, 58),
@@ -120,7 +119,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument("keys", 4, "electric piano", 28, 94),
     Instrument("keys", 19, "church organ", 36, 94),
     Instrument("plucked", 24, "nylon guitar", 40, 83),
-    Instrument("plucked", 46, "orchestral harp", 28, 94),
+    Instrument("plucked", 46, "orchestral harp", 28, 81),
     Instrument("voice", 52, "choir aahs", 40, 81),
     Instrument("voice", 53, "voice oohs", 40, 81),
     Instrument("voice", 54, "synth voice", 40, 84),
@@ -128,7 +127,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(i.family for i in INSTRUMENTS))
 
 
-def midi_note_to_hz(note: int | float) -> float:
+def midi_note_to_hz(note: float) -> float:
     """Equal-temperament frequency of MIDI note ``note``: 440 * 2 ** ((note - 69) / 12) Hz."""
     return 440.0 * 2.0 ** ((note - 69) / 12.0)
 
@@ -147,7 +146,8 @@ class Note:
 
 
 def plan_notes(
-    families: Sequence[str] = FAMILIES, velocities: Sequence[int] = (40, 80, 120),
+    families: Sequence[str] = FAMILIES,
+    velocities: Sequence[int] = (40, 80, 120),
     note_step: int = 5,
 ) -> list[Note]:
     """Notes to render, in order: family, instrument, note, velocity.
@@ -158,7 +158,9 @@ def plan_notes(
     """
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {list(families)}")
+        raise ValueError(
+            f"families must be a non-empty subset of {list(FAMILIES)}, got {list(families)}"
+        )
     if not velocities or any(isinstance(v, bool) or not 1 <= v <= 127 for v in velocities):
         raise ValueError(f"velocities must be integers in 1..127, got {list(velocities)}")
     if isinstance(note_step, bool) or not isinstance(note_step, int) or note_step < 1:
@@ -178,8 +180,10 @@ def _slot_ms(offset_ms: float, excerpt_ms: float) -> tuple[int, int]:
     return hold, _LEAD_MS + hold + _TAIL_MS
 
 
-def write_midi(notes: Sequence[Note], path: str | Path, offset_ms: float, excerpt_ms: float) -> list[int]:
-    """Write ``notes`` one after another to a type-0 MIDI file on channel 0; return note-on times (ms).
+def write_midi(
+    notes: Sequence[Note], path: str | Path, offset_ms: float, excerpt_ms: float
+) -> list[int]:
+    """Write ``notes`` one by one to a type-0 MIDI file (channel 0); return note-on times (ms).
 
     Slot i starts at i * slot ms with "all sound off" and "reset controllers" (so nothing of
     the previous note is heard), then a program change; the note starts ``_LEAD_MS`` later
@@ -200,7 +204,9 @@ def write_midi(notes: Sequence[Note], path: str | Path, offset_ms: float, excerp
             (onset + hold, 4, mido.Message("note_off", note=n.note, velocity=0)),
         ]
         onsets.append(onset)
-    events.append((len(notes) * slot, 0, mido.Message("control_change", control=_ALL_SOUND_OFF, value=0)))
+    events.append(
+        (len(notes) * slot, 0, mido.Message("control_change", control=_ALL_SOUND_OFF, value=0))
+    )
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=_TEMPO_US, time=0)])
     now = 0
     for when, _, message in sorted(events, key=lambda e: (e[0], e[1])):
@@ -218,7 +224,9 @@ def _missing_parts(soundfont: Path) -> list[str]:
     return missing + ([] if soundfont.is_file() else [str(soundfont)])
 
 
-def ensure_renderer(soundfont: str | Path = SOUNDFONT, install_script: str | Path | None = INSTALL_SCRIPT) -> str:
+def ensure_renderer(
+    soundfont: str | Path = SOUNDFONT, install_script: str | Path | None = INSTALL_SCRIPT
+) -> str:
     """Path of the ``fluidsynth`` program, installing it and the GM SoundFont when missing.
 
     When ``fluidsynth`` or ``soundfont`` is missing and ``install_script`` is given (and the
@@ -228,9 +236,14 @@ def ensure_renderer(soundfont: str | Path = SOUNDFONT, install_script: str | Pat
     soundfont = Path(soundfont)
     missing = _missing_parts(soundfont)
     if missing and install_script is not None and soundfont == SOUNDFONT:
-        log.info("%s missing: installing fluidsynth and fluid-soundfont-gm with %s (apt-get)",
-                 " and ".join(missing), install_script)
-        result = subprocess.run(["bash", str(install_script)], capture_output=True, text=True)
+        log.info(
+            "%s missing: installing fluidsynth and fluid-soundfont-gm with %s (apt-get)",
+            " and ".join(missing),
+            install_script,
+        )
+        result = subprocess.run(
+            ["bash", str(install_script)], check=False, capture_output=True, text=True
+        )
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
         missing = _missing_parts(soundfont)
         if missing:
@@ -239,25 +252,58 @@ def ensure_renderer(soundfont: str | Path = SOUNDFONT, install_script: str | Pat
                 "run `sudo apt-get install fluidsynth fluid-soundfont-gm`"
             )
     if missing:
-        hint = "pass --soundfont FILE.sf2" if "fluidsynth" not in missing else \
-            "install it with `sudo apt-get install fluidsynth fluid-soundfont-gm`"
+        hint = (
+            "pass --soundfont FILE.sf2"
+            if "fluidsynth" not in missing
+            else "install it with `sudo apt-get install fluidsynth fluid-soundfont-gm`"
+        )
         raise UserError(f"{' and '.join(missing)} not found: {hint}")
+    with open(soundfont, "rb") as handle:
+        header = handle.read(12)
+    if header[:4] != b"RIFF" or header[8:12] != b"sfbk":
+        raise UserError(f"{soundfont} is not a SoundFont (no RIFF 'sfbk' header): pass a .sf2 file")
     return str(shutil.which("fluidsynth"))
 
 
-def _fluidsynth(fluidsynth: str, soundfont: Path, midi: Path, wav: Path, sample_rate: int) -> np.ndarray:
+def _fluidsynth(
+    fluidsynth: str, soundfont: Path, midi: Path, wav: Path, sample_rate: int
+) -> np.ndarray:
     """Render ``midi`` to mono float32 (n,) at ``sample_rate``: gain 1, no reverb or chorus."""
     import soundfile as sf
 
-    command = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "1.0", "-O", "float",
-               "-T", "wav", "-r", str(sample_rate), "-F", str(wav), str(soundfont), str(midi)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    # an empty default-soundfont stops FluidSynth from silently falling back to another font
+    command = [
+        fluidsynth,
+        "-ni",
+        "-q",
+        "-o",
+        "synth.default-soundfont=",
+        "-R",
+        "0",
+        "-C",
+        "0",
+        "-g",
+        "1.0",
+        "-O",
+        "float",
+        "-T",
+        "wav",
+        "-r",
+        str(sample_rate),
+        "-F",
+        str(wav),
+        str(soundfont),
+        str(midi),
+    ]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0 or not wav.is_file():
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise UserError(f"fluidsynth could not render with {soundfont}: {reason}")
     audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
     if rate != sample_rate:
-        raise UserError(f"fluidsynth wrote {rate} Hz instead of {sample_rate} Hz; use another --sample-rate")
+        raise UserError(
+            f"fluidsynth wrote {rate} Hz instead of {sample_rate} Hz; use another --sample-rate"
+        )
     return audio.mean(axis=1)
 
 
@@ -270,8 +316,13 @@ def _sounding_from(audio: np.ndarray, onset_ms: int, sample_rate: int) -> int:
 
 
 def render_excerpts(
-    notes: Sequence[Note], soundfont: str | Path = SOUNDFONT, sample_rate: int = 16000,
-    n_samples: int = 4096, offset_ms: float = 100.0, jobs: int = 2, fluidsynth: str = "fluidsynth",
+    notes: Sequence[Note],
+    soundfont: str | Path = SOUNDFONT,
+    sample_rate: int = 16000,
+    n_samples: int = 4096,
+    offset_ms: float = 100.0,
+    jobs: int = 2,
+    fluidsynth: str = "fluidsynth",
 ) -> np.ndarray:
     """Render each note alone and cut its excerpt: float32 (len(notes), n_samples), unnormalized.
 
@@ -289,14 +340,19 @@ def render_excerpts(
     parts = [list(p) for p in np.array_split(np.arange(len(notes)), min(jobs, len(notes)))]
     out = np.zeros((len(notes), n_samples), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="real_data_") as tmp:
+
         def render_part(k: int) -> None:
             midi, wav = Path(tmp) / f"part{k}.mid", Path(tmp) / f"part{k}.wav"
             onsets = write_midi([notes[i] for i in parts[k]], midi, offset_ms, excerpt_ms)
             audio = _fluidsynth(fluidsynth, Path(soundfont), midi, wav, sample_rate)
             for i, onset in zip(parts[k], onsets):
-                start = _sounding_from(audio, onset, sample_rate) + round(offset_ms * sample_rate / 1000.0)
-                excerpt = audio[start:start + n_samples]
-                out[i, : excerpt.shape[0]] = excerpt  # a short rendering leaves zeros, dropped as silent
+                start = _sounding_from(audio, onset, sample_rate) + round(
+                    offset_ms * sample_rate / 1000.0
+                )
+                excerpt = audio[start : start + n_samples]
+                out[i, : excerpt.shape[0]] = (
+                    excerpt  # a short rendering leaves zeros, dropped as silent
+                )
 
         with ThreadPoolExecutor(max_workers=len(parts)) as pool:
             list(pool.map(render_part, range(len(parts))))
@@ -310,7 +366,7 @@ def _rms_dbfs(x: np.ndarray) -> np.ndarray:
 
 
 def _fluidsynth_version(fluidsynth: str) -> str:
-    result = subprocess.run([fluidsynth, "--version"], capture_output=True, text=True)
+    result = subprocess.run([fluidsynth, "--version"], check=False, capture_output=True, text=True)
     return (result.stdout.strip().splitlines() or ["unknown"])[0]
 
 
@@ -326,7 +382,8 @@ def render_dataset(
 ) -> dict[str, Any]:
     """Render ``notes`` (e.g. from ``plan_notes``) and return them in the data set format.
 
-    Each note's excerpt is cut as in ``render_excerpts``; those below ``min_rms_db`` dBFS are dropped.
+    Each note's excerpt is cut as in ``render_excerpts``; those below ``min_rms_db`` dBFS are
+    dropped.
 
     Returns {"train_tensors", "val_tensors", "test_tensors": float32 [n, n_samples],
     "*_thetas": {"frequency": float32 [n, 1] Hz (MIDI note, A4 = 440 Hz), "weights": float32
@@ -335,7 +392,9 @@ def render_dataset(
     Raises UserError when FluidSynth is unavailable or every excerpt is silent.
     """
     if not 8000 <= sample_rate <= 96000:
-        raise ValueError(f"sample_rate must be within 8000..96000 Hz (FluidSynth's range), got {sample_rate}")
+        raise ValueError(
+            f"sample_rate must be within 8000..96000 Hz (FluidSynth's range), got {sample_rate}"
+        )
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not offset_ms >= 0:
@@ -343,17 +402,31 @@ def render_dataset(
     if not notes:
         raise ValueError("notes must hold at least one Note; see plan_notes")
     fluidsynth = ensure_renderer(soundfont, install_script)
-    excerpts = render_excerpts(notes, soundfont, sample_rate, n_samples, offset_ms, jobs, fluidsynth)
+    excerpts = render_excerpts(
+        notes, soundfont, sample_rate, n_samples, offset_ms, jobs, fluidsynth
+    )
     levels = _rms_dbfs(excerpts)
     keep = np.flatnonzero(levels >= min_rms_db)
     if keep.size == 0:
         raise UserError(f"every excerpt is below {min_rms_db} dBFS: check --soundfont {soundfont}")
     if keep.size < len(notes):
-        log.info("dropped %d of %d excerpts below %g dBFS", len(notes) - keep.size, len(notes), min_rms_db)
+        log.info(
+            "dropped %d of %d excerpts below %g dBFS",
+            len(notes) - keep.size,
+            len(notes),
+            min_rms_db,
+        )
     kept = [notes[i] for i in keep]
     records = [
-        {"family": n.instrument.family, "program": n.instrument.program, "instrument": n.instrument.name,
-         "note": n.note, "velocity": n.velocity, "f0_hz": n.f0_hz, "rms_dbfs": float(levels[i])}
+        {
+            "family": n.instrument.family,
+            "program": n.instrument.program,
+            "instrument": n.instrument.name,
+            "note": n.note,
+            "velocity": n.velocity,
+            "f0_hz": n.f0_hz,
+            "rms_dbfs": float(levels[i]),
+        }
         for n, i in zip(kept, keep)
     ]
     test_x = torch.from_numpy(excerpts[keep])
@@ -374,21 +447,26 @@ def render_dataset(
         "offset_ms": float(offset_ms),
         "min_rms_db": float(min_rms_db),
         "n_dropped_silent": len(notes) - len(records),
-        "f0_convention": "MIDI note in equal temperament, A4 = 440 Hz: 440 * 2 ** ((note - 69) / 12)",
+        "f0_convention": "MIDI note, equal temperament, A4 = 440 Hz: 440 * 2 ** ((note - 69) / 12)",
         "weights": "zeros: the harmonic amplitudes of real instruments are unknown",
         "splits": "test holds every example; train and val hold copies of the first test example "
-                  "of each family (test indices in train_test_index, val_test_index), for loaders only",
+        "of each family (test indices in train_test_index, val_test_index), for loaders only",
         "train_test_index": first_of_family,
         "val_test_index": first_of_family,
         "records": records,
     }
-    data: dict[str, Any] = {"meta": meta, "test_tensors": test_x,
-                            "test_thetas": {"frequency": test_f0, "weights": torch.zeros(len(records), N_WEIGHTS)}}
+    data: dict[str, Any] = {
+        "meta": meta,
+        "test_tensors": test_x,
+        "test_thetas": {"frequency": test_f0, "weights": torch.zeros(len(records), N_WEIGHTS)},
+    }
     for split in ("train", "val"):
         index = torch.tensor(first_of_family)
         data[f"{split}_tensors"] = test_x[index].clone()
-        data[f"{split}_thetas"] = {"frequency": test_f0[index].clone(),
-                                   "weights": torch.zeros(len(first_of_family), N_WEIGHTS)}
+        data[f"{split}_thetas"] = {
+            "frequency": test_f0[index].clone(),
+            "weights": torch.zeros(len(first_of_family), N_WEIGHTS),
+        }
     return data
 
 
@@ -398,14 +476,16 @@ def write_records_csv(records: Sequence[Mapping[str, Any]], path: str | Path) ->
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("index", *RECORD_FIELDS))
     for i, record in enumerate(records):
-        row = [f"{record[k]:.6f}" if isinstance(record[k], float) else record[k] for k in RECORD_FIELDS]
+        row = [
+            f"{record[k]:.6f}" if isinstance(record[k], float) else record[k] for k in RECORD_FIELDS
+        ]
         writer.writerow((i, *row))
     atomic_write_text(path, buffer.getvalue())
     return Path(path)
 
 
 def records_of(meta: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """The per-example records of a data set's ``meta`` if it was written by ``render_dataset``, else None."""
+    """The per-example records in a data set's ``meta`` if render_dataset wrote it, else None."""
     if meta.get("generator") != GENERATOR:
         return None
     return [dict(r) for r in meta["records"]]
@@ -422,31 +502,47 @@ def family_breakdown(f0_pred: Any, records: Sequence[Mapping[str, Any]]) -> list
     {"family", "n_examples", "n_frames", "rpa", "rca" (fractions in [0, 1], mir_eval's
     50-cent raw pitch / raw chroma accuracy), "median_cents_error" (cents)}.
     """
-    pred = np.asarray(f0_pred.detach().cpu().double() if torch.is_tensor(f0_pred) else f0_pred,
-                      dtype=np.float64)
+    import metrics
+
+    pred = np.asarray(
+        f0_pred.detach().cpu().double() if torch.is_tensor(f0_pred) else f0_pred, dtype=np.float64
+    )
     if pred.ndim == 1:
         pred = pred[:, None]
     if pred.ndim != 2 or pred.shape[0] != len(records):
-        raise ValueError(f"f0_pred must have shape (N, T) with N = {len(records)} records, got {pred.shape}")
+        raise ValueError(
+            f"f0_pred must have shape (N, T) with N = {len(records)} records, got {pred.shape}"
+        )
     true = np.array([float(r["f0_hz"]) for r in records])[:, None]
     families = np.array([r["family"] for r in records])
     groups = [(f, families == f) for f in dict.fromkeys(families.tolist())]
     rows = []
     for name, mask in [*groups, ("all", np.ones(len(records), dtype=bool))]:
         p, t = pred[mask], true[mask]
-        rows.append({
-            "family": name, "n_examples": int(mask.sum()), "n_frames": int(p.size),
-            "rpa": metrics.raw_pitch_accuracy(p, t), "rca": metrics.raw_chroma_accuracy(p, t),
-            "median_cents_error": metrics.median_cents_error(p, t),
-        })
+        rows.append(
+            {
+                "family": name,
+                "n_examples": int(mask.sum()),
+                "n_frames": int(p.size),
+                "rpa": metrics.raw_pitch_accuracy(p, t),
+                "rca": metrics.raw_chroma_accuracy(p, t),
+                "median_cents_error": metrics.median_cents_error(p, t),
+            }
+        )
     return rows
 
 
 def breakdown_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The rows of ``family_breakdown`` as a Markdown table (RPA and RCA in %)."""
-    lines = ["| family | examples | RPA (%) | RCA (%) | median error (cents) |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['family']} | {r['n_examples']} | {100 * r['rpa']:.1f} | {100 * r['rca']:.1f} "
-              f"| {r['median_cents_error']:.0f} |" for r in rows]
+    lines = [
+        "| family | examples | RPA (%) | RCA (%) | median error (cents) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['family']} | {r['n_examples']} | {100 * r['rpa']:.1f} | {100 * r['rca']:.1f} "
+        f"| {r['median_cents_error']:.0f} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -462,37 +558,68 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="real_data.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=None,
-                   help="output file (default data/fluidr3_notes_sr<rate>_<n>.pth); the CSV goes beside it")
-    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
-                   help=f"instrument families (default: all of {', '.join(FAMILIES)})")
-    p.add_argument("--velocities", nargs="+", type=int, default=[40, 80, 120], help="MIDI velocities")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output file (default data/fluidr3_notes_sr<rate>_<n>.pth); the CSV goes beside it",
+    )
+    p.add_argument(
+        "--families",
+        nargs="+",
+        default=list(FAMILIES),
+        choices=FAMILIES,
+        metavar="FAMILY",
+        help=f"instrument families (default: all of {', '.join(FAMILIES)})",
+    )
+    p.add_argument(
+        "--velocities", nargs="+", type=int, default=[40, 80, 120], help="MIDI velocities"
+    )
     p.add_argument("--note-step", type=int, default=5, help="semitones between rendered notes")
     p.add_argument("--sample-rate", type=int, default=16000, help="Hz")
     p.add_argument("--n-samples", type=int, default=4096, help="samples per excerpt")
-    p.add_argument("--offset-ms", type=float, default=100.0, help="excerpt start after the note-on (ms)")
-    p.add_argument("--min-rms-db", type=float, default=-60.0, help="drop quieter excerpts (dBFS RMS)")
+    p.add_argument(
+        "--offset-ms",
+        type=float,
+        default=100.0,
+        help="excerpt start after the note starts sounding (ms)",
+    )
+    p.add_argument(
+        "--min-rms-db", type=float, default=-60.0, help="drop quieter excerpts (dBFS RMS)"
+    )
     p.add_argument("--soundfont", type=Path, default=SOUNDFONT, help="SoundFont (.sf2)")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="FluidSynth processes")
+    p.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="FluidSynth processes"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command line: render, save the data file and its CSV; return the data file's path."""
-    from synthetic_data import save_dataset
-
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     notes = plan_notes(args.families, args.velocities, args.note_step)
-    data = render_dataset(notes, args.sample_rate, args.n_samples, args.offset_ms, args.min_rms_db,
-                          args.soundfont, args.jobs)
+    data = render_dataset(
+        notes,
+        args.sample_rate,
+        args.n_samples,
+        args.offset_ms,
+        args.min_rms_db,
+        args.soundfont,
+        args.jobs,
+    )
+    from synthetic_data import save_dataset
+
     out = args.out if args.out is not None else default_output(args.sample_rate, args.n_samples)
     save_dataset(data, out)
     table = write_records_csv(data["meta"]["records"], out.with_suffix(".csv"))
     meta = data["meta"]
-    print(f"wrote {out} and {table}: {meta['n_examples']} notes ({meta['n_dropped_silent']} silent dropped), "
-          f"{len(meta['families'])} families, {args.n_samples} samples at {args.sample_rate} Hz, "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {out} and {table}: {meta['n_examples']} notes "
+        f"({meta['n_dropped_silent']} silent dropped), "
+        f"{len(meta['families'])} families, {args.n_samples} samples at {args.sample_rate} Hz, "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return out
 
 

@@ -2,7 +2,7 @@
 
     python sweep.py                                     # 7 experiments x 5 seeds, one after another
     python sweep.py experiment=SOT-2048,MSS-Lin seed=42,123
-    python sweep.py 'args=[--trainer.max_steps=100]'    # extra train.py arguments, verbatim
+    python sweep.py -- --trainer.max_steps 100          # train.py arguments, verbatim, after --
     python sweep.py hydra/launcher=local_parallel hydra.launcher.n_jobs=2
     python sweep.py hydra/launcher=slurm_gpu hydra.launcher.partition=a100
     python sweep.py --dry-run                           # print the commands and sbatch script only
@@ -18,6 +18,11 @@ Runs land in `<root>/<experiment>/<experiment>-<seed>/`. Runs with a `done` mark
 of the grid before anything is launched; any other run resumes from its `last.ckpt` (train.py
 does that). On SLURM, a requeued, preempted or timed-out job runs the same command again and so
 resumes too (see `run_training`).
+
+A child process rather than `train.main` in this one: every run starts from a clean interpreter
+(train.py sets process-wide state: W&B environment variables, RNG states, matmul precision,
+logging, signal handlers), a crash ends one run and not the sweep, and the command --dry-run
+prints is exactly what runs. It costs seconds per run, nothing next to a training.
 """
 
 from __future__ import annotations
@@ -156,30 +161,36 @@ def _child_environment() -> dict[str, str]:
     return env
 
 
-def _requeue_signal() -> signal.Signals:
+def _signals_for_the_parent() -> tuple[signal.Signals, ...]:
+    """submitit's requeue signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise) and
+    Lightning's (USR1): in a SLURM job, requeueing is submitit's business, in this process."""
     import submitit
 
-    return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+    return tuple({getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIGUSR1})
 
 
 def run_training(run: Run, cwd: Path) -> None:
     """Run train.py for ``run`` in a child process, from ``cwd``; raise RunFailed unless it is done.
 
-    The child ignores submitit's requeue signal (USR2): in a SLURM job this process handles it
-    (submitit checkpoints the call, `scontrol requeue`s the job and exits; the new job runs the
-    same command, which resumes from last.ckpt). A SIGTERM (requeue, preemption, scancel, time
-    limit) is passed to the child and then this process exits without a result, so the job is
-    not reported finished while SLURM runs it again.
+    The child ignores submitit's requeue signal (USR2) and Lightning's (USR1): in a SLURM job
+    this process handles USR2 (submitit's Checkpointable protocol: hydra-submitit-launcher's
+    `checkpoint()` resubmits the same call, submitit `scontrol requeue`s the job and exits; the
+    requeued job runs the same command, which resumes from last.ckpt), and Lightning never
+    writes its own hpc_ckpt_*.ckpt nor requeues a second time. A SIGTERM (`scontrol requeue`,
+    preemption, scancel) is passed to the child and then this process exits without a result,
+    so the job is not reported finished while SLURM runs it again.
     """
     command = run.command(sys.executable)
     log.info("%s: %s", run.name, shlex.join(command))
     terminated: list[int] = []
-    requeue_signal = _requeue_signal()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=_child_environment(),
-        # runs in the child between fork and exec: SIG_IGN survives exec
-        preexec_fn=lambda: signal.signal(requeue_signal, signal.SIG_IGN),
-    )
+    ignored = _signals_for_the_parent()
+
+    def ignore_requeue_signals() -> None:  # in the child, before exec: SIG_IGN survives exec
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+    process = subprocess.Popen(command, cwd=cwd, env=_child_environment(),
+                               preexec_fn=ignore_requeue_signals)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         terminated.append(signum)
@@ -287,27 +298,38 @@ class SkipDoneSweeper(BasicSweeper):
             self._print_plan([run for _, run in todo], done_runs)
             return []
         if not todo:
-            log.info("nothing to launch: all %d runs are done", len(grid))
+            print(f"nothing to launch: the {len(grid)} runs are done")
             return []
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        batch_size = self.max_batch_size or len(todo)
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
         returns: list[Sequence[JobReturn]] = []
-        for start in range(0, len(todo), batch_size):
-            batch = [job_overrides for job_overrides, _ in todo[start:start + batch_size]]
-            returns.append(self.launcher.launch(batch, initial_job_idx=start))
+        for start in range(0, len(todo), self._batch_size(len(todo))):
+            batch = [job_overrides for job_overrides, _ in todo[start:start + self._batch_size(len(todo))]]
+            try:
+                returns.append(self.launcher.launch(batch, initial_job_idx=start))
+            except (FailedJobError, UncompletedJobError) as error:  # a SLURM job died without a result
+                print(error, file=sys.stderr)
+                _fail(f"a job ended without a result (logs in {sweep_dir / '.submitit'}); run the "
+                      "same command again: finished runs are skipped, the others resume", EXIT_RUN_FAILED)
         self._report([r for batch in returns for r in batch], [run for _, run in todo])
         return returns
 
+    def _batch_size(self, n_runs: int) -> int:
+        return self.max_batch_size or n_runs
+
     def _print_plan(self, todo: list[Run], done: list[Run]) -> None:
-        print(f"# {len(todo)} runs to launch, {len(done)} done and skipped"
-              + (f": {' '.join(run.name for run in done)}" if done else ""))
+        print(f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
+              + (f" ({' '.join(run.name for run in done)})" if done else ""))
         for run in todo:
             print(shlex.join(run.command(sys.executable)))
         if todo and _is_slurm(self.launcher):
-            print(f"# the sbatch script submitted for them ({'a job array' if len(todo) > 1 else 'one job'}):")
-            print(sbatch_script(self.config.hydra.launcher, len(todo)))
+            n_jobs = min(len(todo), self._batch_size(len(todo)))
+            print(f"# sbatch script submitted for {'each batch of ' if n_jobs < len(todo) else ''}"
+                  f"{n_jobs} run{'s (one job array)' if n_jobs > 1 else ''}:")
+            print(sbatch_script(self.config.hydra.launcher, n_jobs))
 
     @staticmethod
     def _report(results: list[JobReturn], runs: list[Run]) -> None:
@@ -319,14 +341,14 @@ class SkipDoneSweeper(BasicSweeper):
                 failed += 1
                 print(f"FAILED  {run.name}  {result._return_value}")
         if failed:
-            _fail(f"{failed} of {len(runs)} runs failed; run the same command again to resume them",
-                  EXIT_RUN_FAILED)
+            _fail(f"{failed} of {len(runs)} runs failed (see above); run the same command again: "
+                  "finished runs are skipped, the others resume", EXIT_RUN_FAILED)
 
 
 def _hydra_quoted(value: str) -> str:
     """``value`` as a quoted string of hydra's override grammar, kept verbatim through OmegaConf:
     backslashes are escaped only before a quote or the closing quote, `${` is not interpolated."""
-    value = value.replace("${", "\\${")
+    value = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
     value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
     value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
     return f"'{value}'"

@@ -42,12 +42,14 @@ def harmonic_signals(batch: int, generator: torch.Generator) -> Tensor:
     amps = 0.4 + 0.6 * torch.rand(batch, 8, generator=generator, dtype=torch.float64)
     n_active = torch.randint(1, 9, (batch, 1), generator=generator)
     amps = amps * (k[None, :] <= n_active) * (k[None, :] * f0 < SAMPLE_RATE / 2)
-    audio = (amps[:, :, None] * torch.sin(2 * math.pi * f0[:, :, None] * k[None, :, None] * t)).sum(1)
+    audio = (amps[:, :, None] * torch.sin(2 * math.pi * f0[:, :, None] * k[None, :, None] * t)).sum(
+        1
+    )
     return (0.9 * audio / audio.abs().amax(-1, keepdim=True)).float()
 
 
 def sot_weights(batch: int, n_fft: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(prediction, target, positions): (batch, 16, n_fft // 2 + 1) float32 weights, (F,) positions."""
+    """(prediction, target, positions): float32 weights (batch, 16, F), F = n_fft // 2 + 1; (F,)."""
     generator = torch.Generator().manual_seed(seed)
     stft = STFT(n_fft, 256, window="flattop")
     target = torch.view_as_real(stft.complex_spectrum(harmonic_signals(batch, generator)))

@@ -47,9 +47,7 @@ def get_window(name: str, n: int, dtype: torch.dtype | None = None) -> Tensor:
     Returns a Tensor (n,) of ``dtype`` (default: torch's default dtype, float32 unless changed).
     """
     if name not in _COSINE_WINDOWS:
-        raise ValueError(
-            f"window must be one of {sorted(_COSINE_WINDOWS)}, got {name!r}"
-        )
+        raise ValueError(f"window must be one of {sorted(_COSINE_WINDOWS)}, got {name!r}")
     _check_positive_int(n, "n")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if n == 1:
@@ -151,7 +149,7 @@ class STFT(nn.Module):
 
     @property
     def frequencies(self) -> Tensor:
-        """Bin centre frequencies k * sample_rate / n_fft in Hz: float64 Tensor (F,), window's device."""
+        """Bin frequencies k * sample_rate / n_fft in Hz: float64 Tensor (F,), window's device."""
         k = torch.arange(self.n_bins, dtype=torch.float64, device=self.window.device)
         return k * self.sample_rate / self.n_fft
 
@@ -232,11 +230,11 @@ class CQT(nn.Module):
         )
         for name, buffer in list(self.cqt.named_buffers(recurse=False)):
             self.cqt.register_buffer(name, buffer, persistent=False)
-        self.register_buffer("_frequencies", freqs.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("_frequencies", freqs, persistent=False)
 
     @property
     def frequencies(self) -> Tensor:
-        """Bin centre frequencies in Hz, Tensor (Q,) (see ``cqt_frequencies``)."""
+        """Bin centre frequencies in Hz, float64 Tensor (Q,) (see ``cqt_frequencies``)."""
         return self._frequencies
 
     def forward(self, audio: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ SR = 16000
 def random_histograms(
     shape: tuple[int, ...], n: int, seed: int, zero_fraction: float = 0.3, dtype=torch.float64
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(u, v, positions): weights (*shape, n) in [0, 1) with some exact zeros, sorted positions (n,)."""
+    """(u, v, positions): weights (*shape, n) in [0, 1) with exact zeros; sorted positions (n,)."""
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(*shape, n, generator=gen, dtype=torch.float64)
     v = torch.rand(*shape, n, generator=gen, dtype=torch.float64)
@@ -122,7 +122,9 @@ def test_matches_scipy_for_p1() -> None:
     u, v, x = random_histograms((8,), 40, seed=3)
     got = wasserstein_1d(u / u.sum(-1, keepdim=True), v / v.sum(-1, keepdim=True), x, p=1)
     for row in range(8):
-        expected = scipy.stats.wasserstein_distance(x.numpy(), x.numpy(), u[row].numpy(), v[row].numpy())
+        expected = scipy.stats.wasserstein_distance(
+            x.numpy(), x.numpy(), u[row].numpy(), v[row].numpy()
+        )
         assert float(got[row]) == pytest.approx(expected, rel=1e-9)
 
 
@@ -171,13 +173,17 @@ def test_matches_reference_values(p: float, cutoff: bool) -> None:
     u = 1.3 * u / v.sum(-1, keepdim=True)
     v = v / v.sum(-1, keepdim=True)
     torch.testing.assert_close(
-        wasserstein_1d(u, v, x, p, cutoff), reference_wasserstein_1d(u, v, x, p, cutoff),
-        rtol=1e-12, atol=0,
+        wasserstein_1d(u, v, x, p, cutoff),
+        reference_wasserstein_1d(u, v, x, p, cutoff),
+        rtol=1e-12,
+        atol=0,
     )
     u32, v32, x32 = u.float(), v.float(), x.float()
     torch.testing.assert_close(
-        wasserstein_1d(u32, v32, x32, p, cutoff), reference_wasserstein_1d(u32, v32, x32, p, cutoff),
-        rtol=1e-6, atol=0,
+        wasserstein_1d(u32, v32, x32, p, cutoff),
+        reference_wasserstein_1d(u32, v32, x32, p, cutoff),
+        rtol=1e-6,
+        atol=0,
     )
 
 
@@ -189,8 +195,10 @@ def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool) -> 
     v = (v / v.sum(-1, keepdim=True)).requires_grad_()
     upstream = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ours = torch.autograd.grad((wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
-    ref = torch.autograd.grad((reference_wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
-    for got, expected in zip(ours, ref):
+    ref = torch.autograd.grad(
+        (reference_wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v)
+    )
+    for got, expected in zip(ours, ref, strict=True):
         assert expected.abs().max() > 1e-3
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
@@ -236,14 +244,34 @@ def test_one_sided_derivatives_at_ties(p: float) -> None:
     v0 = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float64)
     (grad_zero,) = torch.autograd.grad(wasserstein_1d(u0, v0, x, p=p), (u0,))
     up = float(wasserstein_1d(u0.detach() + h * e[1], v0, x, p=p))
-    assert float(grad_zero[1]) == pytest.approx((up - float(wasserstein_1d(u0.detach(), v0, x, p=p))) / h, abs=1e-6)
+    assert float(grad_zero[1]) == pytest.approx(
+        (up - float(wasserstein_1d(u0.detach(), v0, x, p=p))) / h, abs=1e-6
+    )
+
+
+def test_deterministic_mode_gives_identical_results() -> None:
+    """With torch.use_deterministic_algorithms the second rank comes from a search (same values)."""
+    u, v, x = random_histograms((4, 8), 129, seed=12, dtype=torch.float32)
+    u = u.requires_grad_()
+    default = wasserstein_1d(u, v, x, cutoff=True)
+    (grad_default,) = torch.autograd.grad(default.sum(), u)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        strict = wasserstein_1d(u, v, x, cutoff=True)
+        (grad_strict,) = torch.autograd.grad(strict.sum(), u)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(default, strict) and torch.equal(grad_default, grad_strict)
 
 
 def test_batched_shapes_match_rowwise() -> None:
     u, v, x = random_histograms((2, 3, 4), 30, seed=8)
     batched = wasserstein_1d(u, v, x)
     assert batched.shape == (2, 3, 4)
-    rows = torch.stack([wasserstein_1d(a, b, x) for a, b in zip(u.reshape(-1, 30), v.reshape(-1, 30))])
+    rows = torch.stack(
+        [wasserstein_1d(a, b, x) for a, b in zip(u.reshape(-1, 30), v.reshape(-1, 30), strict=True)]
+    )
     assert rows.shape == (24,) and wasserstein_1d(u[0, 0, 0], v[0, 0, 0], x).shape == ()
     torch.testing.assert_close(batched.reshape(-1), rows, rtol=1e-14, atol=0)
 
@@ -273,7 +301,9 @@ def test_identical_weights_give_zero() -> None:
     u, _, x = random_histograms((4,), 50, seed=9)
     for p in (1.0, 2.0):
         for cutoff in (False, True):
-            assert torch.equal(wasserstein_1d(u, u, x, p=p, cutoff=cutoff), torch.zeros(4, dtype=torch.float64))
+            assert torch.equal(
+                wasserstein_1d(u, u, x, p=p, cutoff=cutoff), torch.zeros(4, dtype=torch.float64)
+            )
 
 
 def test_all_zero_weights_are_finite() -> None:
@@ -290,10 +320,19 @@ def test_all_zero_weights_are_finite() -> None:
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 4), torch.arange(5.0)), "v_weights"),
-        (lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 5), torch.arange(4.0)), "positions"),
+        (
+            lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 4), torch.arange(5.0)),
+            "v_weights",
+        ),
+        (
+            lambda: wasserstein_1d(torch.ones(3, 5), torch.ones(3, 5), torch.arange(4.0)),
+            "positions",
+        ),
         (lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0), p=0.5), "p"),
-        (lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0).flip(0)), "ascending"),
+        (
+            lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0).flip(0)),
+            "ascending",
+        ),
     ],
 )
 def test_wasserstein_errors(call, argument: str) -> None:
@@ -398,7 +437,9 @@ def test_sot_reduction_and_state_dict() -> None:
     assert float(per_example[2]) == 0.0 and float(per_example[0]) > 0.0
     assert SpectralOTLoss().state_dict() == {}
     moved = SpectralOTLoss().to("meta")
-    assert moved.positions.device == torch.device("meta") and moved.stft.window.device == torch.device("meta")
+    assert moved.positions.device == torch.device(
+        "meta"
+    ) and moved.stft.window.device == torch.device("meta")
 
 
 @pytest.mark.parametrize(
@@ -444,7 +485,10 @@ def test_mss_matches_numpy(mag_weight: float, logmag_weight: float) -> None:
             s_hat = np.sqrt(numpy_power_frames(pred[b].numpy(), size, size // 4, "hann"))
             s = np.sqrt(numpy_power_frames(target[b].numpy(), size, size // 4, "hann"))
             log = lambda a: np.log(np.maximum(a, 1e-5))  # noqa: E731
-            expected += mag_weight * np.abs(s - s_hat).mean() + logmag_weight * np.abs(log(s) - log(s_hat)).mean()
+            expected += (
+                mag_weight * np.abs(s - s_hat).mean()
+                + logmag_weight * np.abs(log(s) - log(s_hat)).mean()
+            )
         assert float(got[b]) == pytest.approx(expected, rel=1e-9)
     mean = MultiScaleSpectralLoss(sizes, mag_weight, logmag_weight)(pred, target)
     assert mean.shape == ()

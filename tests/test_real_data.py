@@ -1,9 +1,9 @@
 """real_data.py: the note plan, the MIDI it writes, the per-family breakdown against mir_eval,
-and (when FluidSynth is installed or installable) three rendered notes loaded like the synthetic set."""
+and (when FluidSynth is installed or installable) three rendered notes loaded like the
+synthetic set."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,10 +16,9 @@ import torch
 
 import real_data
 from real_data import FAMILIES, INSTRUMENTS, MIDI_MAX, MIDI_MIN, Note, family_breakdown, plan_notes
-from reliability import UserError
+from reliability import UserError, run_cli_main
 from synthetic_data import PreloadedSinusoidDataModule, load_dataset, save_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 INSTRUMENT = {i.name: i for i in INSTRUMENTS}
 
 
@@ -53,8 +52,11 @@ def test_plan_rejects_bad_arguments(bad: dict) -> None:
 
 
 def test_midi_file_plays_each_note_alone_at_the_returned_onsets(tmp_path: Path) -> None:
-    notes = [Note(INSTRUMENT["violin"], 69, 100), Note(INSTRUMENT["tuba"], 30, 40),
-             Note(INSTRUMENT["acoustic grand piano"], 60, 80)]
+    notes = [
+        Note(INSTRUMENT["violin"], 69, 100),
+        Note(INSTRUMENT["tuba"], 30, 40),
+        Note(INSTRUMENT["acoustic grand piano"], 60, 80),
+    ]
     onsets = real_data.write_midi(notes, tmp_path / "n.mid", offset_ms=100.0, excerpt_ms=256.0)
     midi = mido.MidiFile(str(tmp_path / "n.mid"))
     assert midi.ticks_per_beat == 500
@@ -85,19 +87,28 @@ def test_family_breakdown_matches_mir_eval_per_family() -> None:
     families = ["strings", "keys", "strings", "voice", "keys", "strings"]
     true = rng.uniform(50, 1500, size=len(families))  # Hz
     frames = 16
-    cents = rng.choice([0.0, 20.0, -49.0, 60.0, 1200.0, -1190.0, 700.0], size=(len(families), frames))
+    cents = rng.choice(
+        [0.0, 20.0, -49.0, 60.0, 1200.0, -1190.0, 700.0], size=(len(families), frames)
+    )
     pred = true[:, None] * 2.0 ** (cents / 1200.0)  # (N, T) Hz
     rows = family_breakdown(torch.from_numpy(pred), _records(families, true.tolist()))
     assert [r["family"] for r in rows] == ["strings", "keys", "voice", "all"]
     for row in rows:
-        mask = np.ones(len(families), bool) if row["family"] == "all" else \
-            np.array([f == row["family"] for f in families])
+        mask = (
+            np.ones(len(families), bool)
+            if row["family"] == "all"
+            else np.array([f == row["family"] for f in families])
+        )
         ref_f0 = np.repeat(true[mask], frames)
         est_f0 = pred[mask].ravel()
         ones = np.ones_like(ref_f0, dtype=bool)
         ref_c, est_c = mir_eval.melody.hz2cents(ref_f0), mir_eval.melody.hz2cents(est_f0)
-        assert row["rpa"] == pytest.approx(mir_eval.melody.raw_pitch_accuracy(ones, ref_c, ones, est_c))
-        assert row["rca"] == pytest.approx(mir_eval.melody.raw_chroma_accuracy(ones, ref_c, ones, est_c))
+        assert row["rpa"] == pytest.approx(
+            mir_eval.melody.raw_pitch_accuracy(ones, ref_c, ones, est_c)
+        )
+        assert row["rca"] == pytest.approx(
+            mir_eval.melody.raw_chroma_accuracy(ones, ref_c, ones, est_c)
+        )
         assert row["n_examples"] == mask.sum() and row["n_frames"] == mask.sum() * frames
     table = real_data.breakdown_markdown(rows)
     assert table.count("\n") == 1 + len(rows) and "| all |" in table
@@ -122,7 +133,9 @@ def test_missing_renderer_that_cannot_be_installed_is_one_clear_error(
     failing = tmp_path / "install.sh"
     failing.write_text("echo 'install_fluidsynth.sh: needs root' >&2; exit 1\n")
     caplog.set_level("INFO", logger="real_data")
-    with pytest.raises(UserError, match="could not be installed \\(install_fluidsynth.sh: needs root\\)"):
+    with pytest.raises(
+        UserError, match="could not be installed \\(install_fluidsynth.sh: needs root\\)"
+    ):
         real_data.ensure_renderer(missing, install_script=failing)
     assert "installing fluidsynth and fluid-soundfont-gm" in caplog.text
     # an explicit SoundFont that is missing is not installed: the user is told to pass another
@@ -130,16 +143,37 @@ def test_missing_renderer_that_cannot_be_installed_is_one_clear_error(
         real_data.ensure_renderer(tmp_path / "other.sf2", install_script=failing)
 
 
-def test_cli_with_a_missing_soundfont_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "real_data.py"), "--soundfont", str(tmp_path / "none.sf2"),
-         "--out", str(tmp_path / "x.pth"), "--families", "keys"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+def test_a_file_that_is_not_a_soundfont_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FluidSynth itself would silently render with its default font instead
+    monkeypatch.setattr(real_data.shutil, "which", lambda name: "/usr/bin/fluidsynth")
+    (tmp_path / "bad.sf2").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    with pytest.raises(UserError, match="not a SoundFont"):
+        real_data.ensure_renderer(tmp_path / "bad.sf2", install_script=None)
+
+
+def test_cli_with_a_missing_soundfont_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["real_data.py"])
+    args = [
+        "--soundfont",
+        str(tmp_path / "none.sf2"),
+        "--out",
+        str(tmp_path / "x.pth"),
+        "--families",
+        "keys",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli_main(lambda: real_data.main(args))
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err.strip()
+    assert (
+        len(stderr.splitlines()) == 1
+        and "none.sf2" in stderr
+        and stderr.startswith("real_data.py: error:")
     )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "none.sf2" in errors[0]
     assert not (tmp_path / "x.pth").exists()
 
 
@@ -152,8 +186,11 @@ def fluidsynth() -> str:
 
 
 def test_three_rendered_notes_load_like_the_synthetic_set(fluidsynth: str, tmp_path: Path) -> None:
-    notes = [Note(INSTRUMENT["violin"], 69, 100), Note(INSTRUMENT["trumpet"], 60, 100),
-             Note(INSTRUMENT["acoustic grand piano"], 45, 100)]
+    notes = [
+        Note(INSTRUMENT["violin"], 69, 100),
+        Note(INSTRUMENT["trumpet"], 60, 100),
+        Note(INSTRUMENT["acoustic grand piano"], 45, 100),
+    ]
     data = real_data.render_dataset(notes, jobs=1)
     path = save_dataset(data, tmp_path / "real.pth")
     real_data.write_records_csv(data["meta"]["records"], tmp_path / "real.csv")
@@ -175,7 +212,10 @@ def test_three_rendered_notes_load_like_the_synthetic_set(fluidsynth: str, tmp_p
     meta = load_dataset(path)["meta"]
     records = real_data.records_of(meta)
     assert [(r["family"], r["program"], r["note"], r["velocity"]) for r in records] == [
-        ("strings", 40, 69, 100), ("brass", 56, 60, 100), ("keys", 0, 45, 100)]
+        ("strings", 40, 69, 100),
+        ("brass", 56, 60, 100),
+        ("keys", 0, 45, 100),
+    ]
     csv_lines = (tmp_path / "real.csv").read_text().splitlines()
     assert csv_lines[0] == "index,family,program,instrument,note,velocity,f0_hz,rms_dbfs"
     assert csv_lines[1].startswith("0,strings,40,violin,69,100,440.000000,")
@@ -183,9 +223,15 @@ def test_three_rendered_notes_load_like_the_synthetic_set(fluidsynth: str, tmp_p
     # each excerpt is the sustained note: an independent estimator (librosa's YIN) agrees with
     # the MIDI f0 within 50 cents
     for x, record in zip(batch["x"].numpy().astype(np.float64), records):
-        f0 = librosa.yin(x, fmin=60, fmax=1000, sr=16000, frame_length=2048, hop_length=256, center=False)
+        f0 = librosa.yin(
+            x, fmin=60, fmax=1000, sr=16000, frame_length=2048, hop_length=256, center=False
+        )
         assert abs(1200 * np.log2(np.median(f0) / record["f0_hz"])) < 50
 
     rows = family_breakdown(batch["f0_hz"].expand(3, 16), records)  # true f0 as the prediction
     assert [(r["family"], r["rpa"], r["rca"]) for r in rows] == [
-        ("strings", 1.0, 1.0), ("brass", 1.0, 1.0), ("keys", 1.0, 1.0), ("all", 1.0, 1.0)]
+        ("strings", 1.0, 1.0),
+        ("brass", 1.0, 1.0),
+        ("keys", 1.0, 1.0),
+        ("all", 1.0, 1.0),
+    ]

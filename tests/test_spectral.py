@@ -85,7 +85,9 @@ def test_get_window_rejects_unknown_name() -> None:
 def test_stft_matches_numpy_reference(n_samples: int, n_fft: int, window: str) -> None:
     """(B, N) float64 audio -> (B, ceil(N / hop), n_fft // 2 + 1) magnitudes as the NumPy oracle."""
     hop = 256 if n_fft >= 256 else n_fft // 4
-    audio = torch.randn(2, n_samples, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    audio = torch.randn(
+        2, n_samples, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     stft = STFT(n_fft, hop, window=window).double()
     got = stft(audio)
     assert got.shape == (2, math.ceil(n_samples / hop), n_fft // 2 + 1)
@@ -128,7 +130,9 @@ def test_cqt_bin_count_and_frequencies() -> None:
 
 def test_midi_conversions_match_librosa() -> None:
     f = np.array([32.7, 55.0, 440.0, 1000.0, 7750.0])
-    np.testing.assert_allclose(hz_to_midi(torch.tensor(f)).numpy(), librosa.hz_to_midi(f), rtol=1e-12)
+    np.testing.assert_allclose(
+        hz_to_midi(torch.tensor(f)).numpy(), librosa.hz_to_midi(f), rtol=1e-12
+    )
     assert float(hz_to_midi(0.0)) == 0.0
     assert float(hz_to_midi(440.0)) == 69.0
     m = torch.tensor([0.0, 24.0, 69.0, 118.5], dtype=torch.float64)
@@ -170,7 +174,9 @@ def test_cqt_and_stft_on_cuda(cqt: CQT) -> None:
     gpu = CQT().cuda()(audio.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
     stft = STFT(512, 128)
-    torch.testing.assert_close(stft.cuda()(audio.cuda()).cpu(), STFT(512, 128)(audio), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        stft.cuda()(audio.cuda()).cpu(), STFT(512, 128)(audio), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_cqt_rejects_bins_above_nyquist() -> None:
