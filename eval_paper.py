@@ -278,11 +278,15 @@ def load_weights(model: HarmonicAutoencoder, contents: CheckpointContents, origi
         raise CheckpointError(f"the weights do not fit the config's model: {one_line(error)[:200]}")
 
 
+def _flatten(text: str, limit: int = 300) -> str:
+    """A multi-line message (jsonargparse nests its reasons) as one line of at most ``limit``."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _cli_error(stderr_text: str) -> str:
-    for line in stderr_text.splitlines():
-        if line.startswith("error:"):
-            return line[len("error:"):].strip()[:300]
-    return one_line(stderr_text)[:300] if stderr_text.strip() else "the config does not parse"
+    _, marker, message = stderr_text.partition("error:")
+    return _flatten(message if marker else stderr_text) or "the config does not parse"
 
 
 def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_root: Path) -> Any:
@@ -302,7 +306,7 @@ def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_r
         raise RunError(f"the config does not build: {_cli_error(captured.getvalue())}") from None
     except Exception as error:  # any failure to parse or instantiate: the config no longer builds
         raise RunError(
-            f"the config does not build ({type(error).__name__}: {one_line(error)[:200]})"
+            f"the config does not build ({type(error).__name__}: {_flatten(str(error))})"
         ) from None
 
 
