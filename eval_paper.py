@@ -120,10 +120,14 @@ class Skipped:
 
 def discover_runs(root: Path) -> list[Path]:
     """Run directories ``root/<experiment>/<run>`` (with a train_config.yaml or a checkpoints/
-    folder), sorted."""
+    folder), sorted; hidden directories are ignored."""
+
+    def subdirectories(directory: Path) -> list[Path]:
+        return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
     runs = []
-    for experiment_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for run_dir in sorted(p for p in experiment_dir.iterdir() if p.is_dir()):
+    for experiment_dir in subdirectories(root):
+        for run_dir in subdirectories(experiment_dir):
             if (run_dir / CONFIG_FILE).is_file() or (run_dir / "checkpoints").is_dir():
                 runs.append(run_dir)
     return runs
@@ -133,7 +137,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise RunError(f"{path.name} is unreadable ({type(error).__name__}: {one_line(error)})")
+        raise RunError(
+            f"{path.name} is unreadable ({type(error).__name__}: {one_line(error)})"
+        ) from None
     if not isinstance(config, dict):
         raise RunError(f"{path.name} is not a YAML mapping")
     return config
@@ -191,7 +197,7 @@ def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:
         try:
             legacy.translate_config(config)
         except legacy.LegacyFormatError as error:
-            raise RunError(f"unknown experiment format: {one_line(error)}")
+            raise RunError(f"unknown experiment format: {one_line(error)}") from None
         experiment = str(config.get("group") or run_dir.parent.name)
     else:
         experiment = str(config.get("experiment") or run_dir.parent.name)
@@ -271,11 +277,14 @@ def load_weights(model: HarmonicAutoencoder, contents: CheckpointContents, origi
             matches = legacy.compare_feature_buffers(contents.state_dict, model.features)
             if matches and not all(matches.values()):
                 bad = ", ".join(k for k, ok in matches.items() if not ok)
-                log.warning("the checkpoint's CQT kernels differ from ours (%s); ours are used", bad)
+                log.warning("the checkpoint's CQT kernels differ from ours (%s); ours are used",
+                            bad)
         else:
             model.load_state_dict(contents.state_dict)
     except (RuntimeError, ValueError) as error:
-        raise CheckpointError(f"the weights do not fit the config's model: {one_line(error)[:200]}")
+        raise CheckpointError(
+            f"the weights do not fit the config's model: {_flatten(str(error), 200)}"
+        ) from None
 
 
 def _flatten(text: str, limit: int = 300) -> str:
@@ -390,7 +399,8 @@ def evaluate_checkpoint(
     if batch_size is not None:
         extra += ["--data.init_args.batch_size_val", str(batch_size)]
     with tempfile.TemporaryDirectory(prefix="eval_paper-") as tmp:
-        config_file = _config_file_for(run.config, Path(tmp), (run.run_dir / CONFIG_FILE).read_text())
+        config_text = (run.run_dir / CONFIG_FILE).read_text()
+        config_file = _config_file_for(run.config, Path(tmp), config_text)
         cli = build_from_config(config_file, extra, Path(tmp))
         model: HarmonicAutoencoder = cli.model
         datamodule = cli.datamodule
@@ -403,10 +413,24 @@ def evaluate_checkpoint(
             raise RunError(f"the data does not fit: {one_line(error)[:200]}") from None
         cli.trainer.test(model, datamodule=datamodule, verbose=False)
         results = model.test_results()
+        families = _family_rows(model.test_predictions()[0], datamodule.meta) if results else None
     if not results:
         raise RunError("the test split is empty")
-    return {"metrics": {k: float(v) for k, v in results.items()},
-            "epoch": contents.epoch, "global_step": contents.global_step}
+    record = {"metrics": {k: float(v) for k, v in results.items()},
+              "epoch": contents.epoch, "global_step": contents.global_step}
+    if families is not None:
+        record["families"] = families
+    return record
+
+
+def _family_rows(predicted_f0: Any, meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """RPA/RCA per instrument family when the data is the real-instrument set, else None."""
+    import real_data
+
+    records = real_data.records_of(meta)
+    if records is None:
+        return None
+    return real_data.family_breakdown(predicted_f0, records)
 
 
 def pitch_baseline(data_path: Path, batch_size: int = 64) -> dict[str, float]:
@@ -418,9 +442,11 @@ def pitch_baseline(data_path: Path, batch_size: int = 64) -> dict[str, float]:
     range: the first to the last CQT bin frequency (32.7 Hz .. 7.75 kHz at 16 kHz), the
     model's output range. Every frame is voiced here, so pYIN's voicing decision is ignored
     (``fill_na=None`` keeps its best f0 guess in frames it calls unvoiced).
-    Returns {"rpa", "rca", "od", "median_cents_error", "within_octave"} as floats.
+    Returns {"metrics": {"rpa", "rca", "od", "median_cents_error", "within_octave"}} and, on
+    the real-instrument set, "families": the per-family breakdown.
     """
     import librosa
+    from tqdm import tqdm
 
     from synthetic_data import PreloadedSinusoidDataModule
 
@@ -432,7 +458,9 @@ def pitch_baseline(data_path: Path, batch_size: int = 64) -> dict[str, float]:
     frequencies = cqt_frequencies(sample_rate=sample_rate)
     fmin, fmax = float(frequencies[0]), float(frequencies[-1])
     predicted, true = [], []
-    for batch in datamodule.test_dataloader():
+    batches = tqdm(datamodule.test_dataloader(), desc="pYIN baseline", unit="batch",
+                   file=sys.stderr, leave=False)
+    for batch in batches:
         audio = batch["x"].double().numpy()
         n_frames = audio.shape[-1] // BASELINE_HOP
         f0, _, _ = librosa.pyin(
@@ -443,7 +471,13 @@ def pitch_baseline(data_path: Path, batch_size: int = 64) -> dict[str, float]:
         predicted.append(f0)
         true.append(np.broadcast_to(batch["f0_hz"].double().numpy(), f0.shape)
                     if batch["f0_hz"].shape[-1] == 1 else batch["f0_hz"].double().numpy())
-    return metrics.pitch_metrics(np.concatenate(predicted), np.concatenate(true))
+    record: dict[str, Any] = {
+        "metrics": metrics.pitch_metrics(np.concatenate(predicted), np.concatenate(true))
+    }
+    families = _family_rows(np.concatenate(predicted), datamodule.meta)
+    if families is not None:
+        record["families"] = families
+    return record
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,6 +581,10 @@ class TableRow:
         return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
+def _label(experiment: str, source: str) -> str:
+    return f"{experiment} (original)" if source == SOURCE_ORIGINAL else experiment
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> list[TableRow]:
     """Group runs.csv rows by (experiment, source) into table rows, sorted by label.
 
@@ -556,7 +594,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[TableRow]:
     groups: dict[tuple[str, str], TableRow] = {}
     for row in rows:
         source = row["source"]
-        label = row["experiment"] if source != SOURCE_ORIGINAL else f"{row['experiment']} (original)"
+        label = _label(row["experiment"], source)
         key = (row["experiment"], source)
         table_row = groups.setdefault(key, TableRow(label, row["experiment"], source, 0))
         table_row.n += 1
@@ -647,7 +685,8 @@ def render_markdown(rows: Sequence[TableRow], notes: Sequence[str],
     header = ["Experiment", "n"]
     for column in TABLE_COLUMNS:
         header += [f"{column.header} mean (std)", f"{column.header} median"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
     for row, cells in zip(rows, table_cells(rows)):
         texts = [f"**{c.text}**" if c.mark == "best" else f"*{c.text}*" if c.mark == "second"
                  else c.text for c in cells]
@@ -700,7 +739,8 @@ def table_csv(rows: Sequence[TableRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     names = {"lsd": "lsd", "rpa": "rpa_pct", "rca": "rca_pct", "od": "neg_od"}
     writer.writerow(["experiment", "label", "source", "n"]
-                    + [f"{names[c.key]}_{s}" for c in TABLE_COLUMNS for s in ("mean", "std", "median")])
+                    + [f"{names[c.key]}_{s}" for c in TABLE_COLUMNS
+                       for s in ("mean", "std", "median")])
     for row in rows:
         values = []
         for column in TABLE_COLUMNS:
@@ -711,13 +751,20 @@ def table_csv(rows: Sequence[TableRow]) -> str:
     return buffer.getvalue()
 
 
+def _csv_value(value: Any) -> Any:
+    """Empty for None, repr for floats (exact round trip), the value otherwise."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
 def _csv_text(header: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(header), lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=list(header), lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else repr(row[k]) if isinstance(row.get(k), float)
-                             else row[k]) for k in header})
+        writer.writerow({k: _csv_value(row.get(k)) for k in header})
     return buffer.getvalue()
 
 
@@ -728,7 +775,8 @@ RUN_COLUMNS = ("experiment", "run", "seed", "checkpoint", "source", "finished", 
 def runs_csv(rows: Sequence[dict[str, Any]]) -> str:
     """runs.csv text: RUN_COLUMNS, the core metrics, then any other metric (loss terms), floats
     written with repr (they read back exactly)."""
-    extra = sorted({k for row in rows for k in row} - set(RUN_COLUMNS) - set(CORE_METRICS))
+    extra = sorted({k for row in rows for k in row} - set(RUN_COLUMNS) - set(CORE_METRICS)
+                   - {"families"})
     return _csv_text([*RUN_COLUMNS, *CORE_METRICS, *extra], rows)
 
 
@@ -745,34 +793,41 @@ def plot_rpa_per_seed(rows: Sequence[dict[str, Any]], path: Path) -> None:
     by_label: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["source"] != SOURCE_BASELINE:
-            label = row["experiment"] if row["source"] != SOURCE_ORIGINAL \
-                else f"{row['experiment']} (original)"
-            by_label.setdefault(label, []).append(row)
-    figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(table) + 4), 4.2))
-    panels = (("rpa", 100.0, "RPA (%)", False), ("median_cents_error", 1.0,
-                                                 "median |error| (cents)", True))
+            by_label.setdefault(_label(row["experiment"], row["source"]), []).append(row)
+    figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(table) + 4), 4.4))
+    colors = {SOURCE_OURS: "tab:blue", SOURCE_ORIGINAL: "tab:orange"}
+    names = {SOURCE_OURS: "our runs", SOURCE_ORIGINAL: "authors' checkpoints"}
+    panels = (("rpa", 100.0, "RPA (%)", False),
+              ("median_cents_error", 1.0, "median |error| (cents)", True))
     for ax, (key, factor, ylabel, log_scale) in zip(axes, panels):
         for x, table_row in enumerate(table):
-            runs = by_label[table_row.label]
-            values = np.array([factor * r[key] for r in runs if isinstance(r.get(key), float)])
-            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-            ax.scatter(x + jitter[: len(values)], values, s=28, zorder=3,
-                       color="tab:blue" if table_row.source == SOURCE_OURS else "tab:orange")
+            runs = [r for r in by_label[table_row.label] if isinstance(r.get(key), float)]
+            values = np.array([factor * r[key] for r in runs])
+            offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 \
+                else np.zeros(len(values))
+            ax.scatter(x + offsets, values, s=28, zorder=3, color=colors[table_row.source])
+            for offset, value, run in zip(offsets, values, runs):
+                ax.annotate(str(run["seed"]), (x + offset, value), xytext=(4, 2),
+                            textcoords="offset points", fontsize=6, color="0.35")
             if len(values):
                 ax.hlines(np.mean(values), x - 0.25, x + 0.25, color="black", lw=1.5, zorder=4)
+        handles = [plt.Line2D([], [], ls="", marker="o", color=colors[s], label=names[s])
+                   for s in (SOURCE_OURS, SOURCE_ORIGINAL) if any(r.source == s for r in table)]
+        handles.append(plt.Line2D([], [], color="black", lw=1.5, label="mean over seeds"))
         if baseline is not None and isinstance(baseline.get(key), float):
-            ax.axhline(factor * baseline[key], color="tab:green", ls="--", lw=1.2,
-                       label=BASELINE_NAME)
-            ax.legend(loc="best", fontsize=8)
+            handles.append(ax.axhline(factor * baseline[key], color="tab:green", ls="--", lw=1.2,
+                                      label=BASELINE_NAME))
+        ax.legend(handles=handles, loc="best", fontsize=7)
         ax.set_xticks(range(len(table)), [r.label for r in table], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         if log_scale:
             ax.set_yscale("log")
         else:
             ax.set_ylim(-3, 103)
-    axes[0].set_title("RPA per seed (dots), mean (bar)")
-    axes[1].set_title("Median cents error per seed (log scale)")
+    axes[0].set_title("Raw pitch accuracy per seed (labels: seeds)")
+    axes[1].set_title("Median f0 error per seed (log scale)")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
@@ -803,7 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate every run under --root on the test split and write the paper table.",
     )
     parser.add_argument("--root", type=Path, default=Path("checkpoints"),
-                        help="runs as <root>/<experiment>/<run>/train_config.yaml (default: checkpoints)")
+                        help="runs as <root>/<experiment>/<run>/train_config.yaml "
+                             "(default: checkpoints)")
     parser.add_argument("--data", type=Path, default=None,
                         help="data file to test on (default: each run's own config data_path)")
     parser.add_argument("--out", type=Path, default=Path("results"),
@@ -823,7 +879,9 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        raise UserError(
+            "--device cuda was asked for but no CUDA device is available; use --device cpu"
+        )
     return device
 
 
@@ -846,7 +904,9 @@ def _data_file(path: Path, explicit: bool) -> Path:
     try:
         ensure_dataset(path)
     except (OSError, ValueError) as error:
-        raise RunError(f"data file {path} is missing and cannot be generated: {one_line(error)}")
+        raise RunError(
+            f"data file {path} is missing and cannot be generated: {one_line(error)}"
+        ) from None
     return path
 
 
@@ -878,6 +938,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
     explicit_data = args.data is not None
     if explicit_data:
         _data_file(args.data, explicit=True)
+    (out / "cache").mkdir(parents=True, exist_ok=True)  # fail now, not after evaluating
     cache = ResultCache(out / "cache")
     version = code_version()
     data_hashes: dict[Path, str] = {}
@@ -920,7 +981,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
             "experiment": run.experiment, "run": run.name, "seed": run.seed,
             "checkpoint": run.checkpoint.name, "source": run.source, "finished": run.finished,
             "epoch": record.get("epoch"), "global_step": record.get("global_step"),
-            "data": str(data_path), **record["metrics"],
+            "data": str(data_path), "families": record.get("families"), **record["metrics"],
         })
     progress.close()
 
@@ -933,7 +994,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
             if record is None:
                 log.info("running the pYIN baseline on the test split of %s", data_path)
                 try:
-                    record = {"metrics": pitch_baseline(data_path)}
+                    record = pitch_baseline(data_path)
                 except (ValueError, OSError) as error:
                     skip(data_path, f"pYIN baseline failed: {one_line(error)}")
                     continue
@@ -941,7 +1002,8 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
             label = BASELINE_NAME if len(data_files) == 1 else f"{BASELINE_NAME} [{data_path.name}]"
             rows.append({"experiment": label, "run": "pyin", "seed": None, "checkpoint": None,
                          "source": SOURCE_BASELINE, "finished": True, "epoch": None,
-                         "global_step": None, "data": str(data_path), **record["metrics"]})
+                         "global_step": None, "data": str(data_path),
+                         "families": record.get("families"), **record["metrics"]})
     return Evaluation(rows, skipped, data_files, from_cache, evaluated)
 
 
@@ -966,7 +1028,8 @@ def table_notes(evaluation: Evaluation) -> list[str]:
         notes.append(
             f"{BASELINE_NAME}: librosa.pyin (no training) on the same peak-normalized test split, "
             f"hop {BASELINE_HOP} with centred frames so that frame t is centred on sample "
-            f"{BASELINE_HOP}·t like the model's CQT frame t, first T = N // {BASELINE_HOP} frames, "
+            f"{BASELINE_HOP}·t like the model's CQT frame t, first T = N // {BASELINE_HOP} "
+            "frames, "
             "f0 searched between the first and last CQT bin frequencies, every frame scored as "
             f"voiced (pYIN's unvoiced frames keep their best f0 guess). Audio metrics: {DASH}."
         )
@@ -976,6 +1039,39 @@ def table_notes(evaluation: Evaluation) -> list[str]:
     return notes
 
 
+def family_rows_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per experiment and instrument family: RPA and RCA (%) averaged over seeds, with n seeds."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        for family in row.get("families") or ():
+            label = _label(row["experiment"], row["source"])
+            grouped.setdefault((label, family["family"]), []).append(family)
+    return [
+        {"experiment": label, "family": family, "n": len(items),
+         "examples": items[0]["n_examples"],
+         "rpa_percent": 100 * float(np.mean([i["rpa"] for i in items])),
+         "rca_percent": 100 * float(np.mean([i["rca"] for i in items])),
+         "median_cents_error": float(np.mean([i["median_cents_error"] for i in items]))}
+        for (label, family), items in grouped.items()
+    ]
+
+
+def render_family_markdown(table: Sequence[dict[str, Any]]) -> str:
+    """The per-family table as Markdown: one row per experiment, RPA / RCA (%) per family."""
+    families = list(dict.fromkeys(r["family"] for r in table))
+    experiments = list(dict.fromkeys(r["experiment"] for r in table))
+    cell = {(r["experiment"], r["family"]): r for r in table}
+    lines = ["| experiment | " + " | ".join(f"{f} RPA / RCA (%)" for f in families) + " |",
+             "|---|" + "---:|" * len(families)]
+    for experiment in experiments:
+        values = []
+        for family in families:
+            r = cell.get((experiment, family))
+            values.append(DASH if r is None else f"{r['rpa_percent']:.1f} / {r['rca_percent']:.1f}")
+        lines.append(f"| {experiment} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> Evaluation:
     """Entry point: evaluate, write results/*, print the Markdown table. Returns what it did."""
     args = build_parser().parse_args(argv)
@@ -983,7 +1079,6 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     out: Path = args.out
-    (out / "cache").mkdir(parents=True, exist_ok=True)
     evaluation = evaluate_all(args, out)
 
     rows = evaluation.rows
@@ -997,12 +1092,19 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     atomic_write_text(out / "table.tex", render_latex(table))
     if any(r["source"] != SOURCE_BASELINE for r in rows):
         plot_rpa_per_seed(rows, out / "rpa_per_seed.png")
+    family_table = family_rows_table(rows)
+    if family_table:
+        atomic_write_text(out / "families.csv", _csv_text(list(family_table[0]), family_table))
+        family_markdown = render_family_markdown(family_table)
+        atomic_write_text(out / "families.md", family_markdown)
+        markdown += "\n\n### Per instrument family (real-instrument set)\n\n" + family_markdown
     print(markdown)
     log.info("%d run(s) evaluated, %d from the cache, %d skipped; results in %s",
              evaluation.evaluated, evaluation.from_cache, len(evaluation.skipped), out)
     if not any(r["source"] != SOURCE_BASELINE for r in rows):
         raise UserError(
-            f"no run could be evaluated ({len(evaluation.skipped)} skipped, see {out / 'skipped.csv'})"
+            f"no run could be evaluated ({len(evaluation.skipped)} skipped, "
+            f"see {out / 'skipped.csv'})"
         )
     return evaluation
 

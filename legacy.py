@@ -19,7 +19,6 @@ from __future__ import annotations
 import builtins
 import importlib
 import io
-import logging
 import math
 import pickle
 import types
@@ -45,11 +44,10 @@ __all__ = [
     "load_original_checkpoint",
     "original_encoder_state",
     "restricted_pickle",
+    "restricted_torch_load",
     "translate_config",
     "write_translated_config",
 ]
-
-log = logging.getLogger(__name__)
 
 ORIGINAL_ENCODER = "encoder.PESTOEncoder"
 ORIGINAL_DECODER = "synths.Sinusoidal"
@@ -85,7 +83,9 @@ def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, A
     return value
 
 
-def _component(mapping: Mapping[str, Any], key: str, where: str, expected: str) -> Mapping[str, Any]:
+def _component(
+    mapping: Mapping[str, Any], key: str, where: str, expected: str
+) -> Mapping[str, Any]:
     """init_args of ``mapping[key]`` after checking its class_path is ``expected``."""
     spec = _section(mapping, key, where)
     if spec.get("class_path") != expected:
@@ -194,7 +194,8 @@ def _translate_loss(model: Mapping[str, Any], sample_rate: int) -> dict[str, Any
         raise LegacyFormatError(
             f"model.loss_fn has {len(losses)} losses and {len(weights)} weights; they must match"
         )
-    translated = [one(loss, f"model.loss_fn.init_args.losses[{i}]") for i, loss in enumerate(losses)]
+    translated = [one(loss, f"model.loss_fn.init_args.losses[{i}]")
+                  for i, loss in enumerate(losses)]
     if len(translated) == 1 and float(weights[0]) == 1.0:
         return translated[0]
     terms: dict[str, Any] = {}
@@ -229,7 +230,9 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     (paper-experiments/base.yaml supplies everything else). Raises LegacyFormatError.
     """
     if not is_original_config(config):
-        raise LegacyFormatError("not the authors' config format (no encoder.PESTOEncoder / loss_fn)")
+        raise LegacyFormatError(
+            "not the authors' config format (no encoder.PESTOEncoder / loss_fn)"
+        )
     model = _section(config, "model", "")
     sample_rate = int(config.get("sample_rate", 16000))
 
@@ -280,7 +283,8 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
     encoder = {
         "n_harmonics": int(_required_value(enc, "model.encoder.init_args", "n_modes")),
-        "channels": [int(c) for c in _required_value(enc, "model.encoder.init_args", "n_chan_layers")],
+        "channels": [int(c) for c in
+                     _required_value(enc, "model.encoder.init_args", "n_chan_layers")],
         "kernel_size": int(enc.get("kernel_size", 15)),
         "n_prefilter_layers": int(enc.get("n_prefilt_layers", 2)),
         "leaky_relu_slope": float(enc.get("a_lrelu", 0.3)),
@@ -389,7 +393,12 @@ _SAFE_BUILTINS = frozenset({
 })
 _SAFE_COLLECTIONS = frozenset({"OrderedDict", "defaultdict", "deque", "Counter"})
 _TORCH_CONSTANT_TYPES = (torch.dtype, torch.device, torch.layout, torch.memory_format)
-_NUMPY_REBUILDERS = frozenset({"_reconstruct", "scalar", "_frombuffer"})
+# Classes whose construction only builds tensors or modules in memory (no files, no imports).
+_TORCH_SAFE_BASES = (torch.Tensor, torch.nn.Module, torch.Size, torch.device,
+                     torch.storage.TypedStorage, torch.UntypedStorage)
+_NUMPY_MODULES = frozenset({"numpy", "numpy.core.multiarray", "numpy._core.multiarray",
+                            "numpy.core.numeric", "numpy._core.numeric"})
+_NUMPY_NAMES = frozenset({"ndarray", "dtype", "_reconstruct", "scalar", "_frombuffer"})
 
 
 def _stub_class(module: str, name: str) -> type:
@@ -403,9 +412,10 @@ def _allowed_global(module: str, name: str) -> Any | None:
     """The real object for an allowed (module, name), else None.
 
     Allowed: builtin container and scalar types; collections' dict/deque types; from torch,
-    classes, dtype/device/layout constants and the ``_rebuild*`` tensor helpers; from numpy,
-    classes and its array/scalar reconstructors; ``_codecs.encode`` (numpy's byte payloads).
-    Only modules of these installed libraries are ever imported.
+    tensor, module, size and storage classes, dtype/device/layout constants and the
+    ``_rebuild*`` tensor helpers; from numpy, ndarray, dtype (and ``numpy.dtypes`` classes)
+    and the array/scalar reconstructors; ``_codecs.encode`` (numpy's byte payloads). Only
+    modules of these installed libraries are ever imported.
     """
     if module == "builtins":
         return getattr(builtins, name) if name in _SAFE_BUILTINS else None
@@ -414,22 +424,29 @@ def _allowed_global(module: str, name: str) -> Any | None:
             if name in _SAFE_COLLECTIONS else None
     if module == "_codecs":
         return importlib.import_module("_codecs").encode if name == "encode" else None
-    top = module.split(".")[0]
-    if top not in ("torch", "numpy"):
+    if module in _NUMPY_MODULES and name not in _NUMPY_NAMES:
+        return None
+    if not (module == "torch" or module.startswith("torch.") or module in _NUMPY_MODULES
+            or module == "numpy.dtypes"):
         return None
     try:
         obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return None
-    if isinstance(obj, type):
+    if module in _NUMPY_MODULES:
         return obj
-    if top == "torch":
-        if isinstance(obj, _TORCH_CONSTANT_TYPES):
-            return obj
-        if module in ("torch._utils", "torch._tensor") and name.startswith("_rebuild"):
-            return obj
-        return None
-    return obj if name in _NUMPY_REBUILDERS else None
+    if module == "numpy.dtypes":
+        numpy_dtype = importlib.import_module("numpy").dtype
+        return obj if isinstance(obj, type) and issubclass(obj, numpy_dtype) else None
+    if isinstance(obj, _TORCH_CONSTANT_TYPES):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, _TORCH_SAFE_BASES):
+        return obj
+    if module in ("torch._utils", "torch._tensor") and name.startswith("_rebuild"):
+        return obj
+    if (module, name) == ("torch.serialization", "_get_layout"):  # sparse tensors' layout
+        return obj
+    return None
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -437,16 +454,17 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     Why this is safe enough: a pickle can only run code by naming a global (GLOBAL /
     STACK_GLOBAL -> ``find_class``) and calling it. Here every global outside the allowlist of
-    :func:`_allowed_global` (builtin types, collections, torch classes and tensor rebuilders,
-    numpy arrays) resolves to an inert :class:`StubObject` subclass, so the authors' modules
-    (``encoder``, ``synths``, ``losses``, ``pytorch_lightning``, ...) are never imported and
-    functions such as ``eval``, ``exec``, ``os.system`` or ``getattr`` can never be reached.
+    :func:`_allowed_global` (builtin types, collections, torch tensor/module classes and tensor
+    rebuilders, numpy arrays) resolves to an inert :class:`StubObject` subclass, so the
+    authors' modules (``encoder``, ``synths``, ``losses``, ``pytorch_lightning``, ...) are
+    never imported and functions such as ``eval``, ``exec``, ``os.system`` or ``getattr``
+    can never be reached.
     Lightning's own classes are stubbed too: the checkpoint names ``pytorch_lightning``
     (1.x), which is not installed, and nothing we read needs them. The stubs appear only
     inside ``hyper_parameters`` (their pickled encoder, decoder and loss objects) and other
     bookkeeping we never read: the model is rebuilt from train_config.yaml and only
     ``state_dict``, ``epoch`` and ``global_step`` are used. It is not a sandbox for hostile
-    files (a torch class can still be constructed with chosen arguments); it is meant for
+    files (a tensor or module can still be built with chosen arguments); it is meant for
     checkpoints the user chose to evaluate. ``stubbed`` records every replaced global.
     """
 
@@ -503,14 +521,18 @@ def restricted_torch_load(path: str | Path) -> tuple[dict[str, Any], tuple[str, 
     stubbed: set[str] = set()
 
     class _Recording(RestrictedUnpickler):
-        def __init__(self, file: io.IOBase, encoding: str = "ASCII", errors: str = "strict") -> None:
+        def __init__(
+            self, file: io.IOBase, encoding: str = "ASCII", errors: str = "strict"
+        ) -> None:
             super().__init__(file, encoding=encoding, errors=errors)
             self.stubbed = stubbed
 
     checkpoint = torch.load(path, map_location="cpu", pickle_module=_pickle_module(_Recording),
                             weights_only=False)
     if not isinstance(checkpoint, dict):
-        raise LegacyFormatError(f"{path}: not a Lightning checkpoint (a {type(checkpoint).__name__})")
+        raise LegacyFormatError(
+            f"{path}: not a Lightning checkpoint (a {type(checkpoint).__name__})"
+        )
     return checkpoint, tuple(sorted(stubbed))
 
 

@@ -3,6 +3,7 @@
 - `atomic_write_bytes/text`: write to a temporary file beside the target, fsync, then
   `os.replace`, so a kill never leaves a truncated file where a good one was.
 - `AtomicCheckpointIO`: Lightning checkpoints written the same way.
+- `EpochEndCheckpoint`: a `ModelCheckpoint` whose `last.ckpt` is written at every epoch's end.
 - `RNGStateCallback`: saves and restores the torch/numpy/python RNG states in checkpoints,
   so that a resumed CPU run continues with the random stream it would have had.
 - `run_cli_main`: runs an entry point; user mistakes end with one line on stderr, exit 2,
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 EXIT_USER_ERROR = 2
 
@@ -48,6 +50,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # write() and fsync() errors do not say which file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,6 +83,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         atomic_torch_save(checkpoint, path)
+
+
+class EpochEndCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also writes ``last.ckpt`` at the end of every training epoch.
+
+    Lightning 2.6 writes ``last.ckpt`` at an epoch's end only when a top-k checkpoint was saved
+    there too, so a run whose monitored metric stopped improving (or was not measured that
+    epoch) would resume from an older epoch. With ``save_last`` set, this class saves it after
+    every training epoch.
+    """
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # _should_skip_saving_checkpoint is true when this step was already saved (or in a
+        # sanity check, a fast_dev_run or outside fit)
+        if self.save_last and self._should_save_on_train_epoch_end(trainer) \
+                and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class RNGStateCallback(Callback):
@@ -117,26 +142,39 @@ def condense_argument_error(message: str) -> str:
     """One line from a nested jsonargparse error: the full dotted key, then the innermost problem.
 
     'Parser key "model.loss": ... Parser key "n_fft": Expected a <class 'int'>. Got value: abc'
-    becomes 'model.loss.n_fft: expected int, got value: abc'.
+    becomes 'model.loss.terms.n_fft: expected int, got abc'; a YAML syntax error becomes
+    'cannot parse a config file: <problem> (line L, column C)'.
     """
-    keys: list[str] = []
-    class_paths: list[str] = []
-    details: list[str] = []
-    for line in (raw.strip() for raw in str(message).splitlines()):
-        if not line:
-            continue
-        key = re.fullmatch(r'Parser key "(.+)":', line)
-        given = re.fullmatch(r"Problem with given class_path '(.+)':", line)
-        if key:
-            keys.append(key.group(1))
-        elif given:
-            class_paths.append(given.group(1))
-        elif not line.startswith("- ") or not details:
-            details.append(line)
-    detail = details[-1] if details else one_line(message)
-    detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
-    detail = detail.replace("Got value:", "got")
-    if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) and class_paths:
+    text = str(message)
+    keys = re.findall(r'Parser key "([^"]+)":', text)
+    class_paths = re.findall(r"Problem with given class_path '([^']+)':", text)
+    lines = [raw.strip() for raw in text.splitlines() if raw.strip()]
+    if lines and lines[0].startswith("Problems parsing config"):
+        problems = [line for line in lines[1:] if not line.startswith("in ")]
+        where = re.findall(r'line (\d+), column (\d+)', text)
+        position = f" (line {where[-1][0]}, column {where[-1][1]})" if where else ""
+        problem = problems[-1] if problems else one_line(lines[0].split(":", 1)[-1])
+        return f"cannot parse a config file: {problem}{position}; fix its YAML syntax"
+    union = re.search(r"Subtypes: \[(.*?)\]", text)
+    given = re.search(r"Given value: (.*?)(?:\. Got value:|$)", text, flags=re.MULTILINE)
+    if union and given:
+        types = re.findall(r"<class '(?:[\w.]*\.)?(\w+)'>", union.group(1))
+        detail = f"expected {' or '.join(types)}, got {given.group(1)}"
+    else:
+        details = []
+        for line in lines:
+            line = re.sub(r'^.*Parser key "[^"]+":\s*', "", line)
+            if not line or re.fullmatch(r"Problem with given class_path '.+':", line):
+                continue
+            if not line.startswith("- ") or not details:
+                details.append(line)
+        detail = details[-1] if details else one_line(text)
+        detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
+        detail = detail.replace("Got value:", "got")
+        if detail.startswith("File does not exist"):
+            detail = f"{detail}; check the path"
+    if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) \
+            and class_paths:
         detail = f"cannot import class_path '{class_paths[-1]}' ({detail}); check its spelling"
     where = ".".join(keys)
     return f"{where}: {detail}" if where else detail
@@ -181,7 +219,8 @@ def run_cli_main(
         print(f"{program}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except OSError as error:
-        described = describe_os_error(error)
+        # an OSError without errno was raised by our own code with a one-line message
+        described = describe_os_error(error) if error.errno is not None else one_line(error)
         if described is None:
             raise
         print(f"{program}: error: {described}", file=sys.stderr)

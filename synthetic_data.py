@@ -760,6 +760,13 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         self._meta = data["meta"]
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """The data file's ``meta`` dict (generator settings, records of real notes); after setup."""
+        if self._meta is None:
+            raise RuntimeError("the data is not loaded; call setup() first")
+        return self._meta
+
+    @property
     def sample_rate(self) -> int:
         """Sample rate (Hz) of the data (from the file after setup, else the expected one)."""
         return self._expected_sample_rate if self._meta is None else self._meta["sample_rate"]

@@ -20,16 +20,17 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from models.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
 from models.spectral import cqt_n_bins
 from reliability import (
     AtomicCheckpointIO,
+    EpochEndCheckpoint,
     RNGStateCallback,
     UserError,
     atomic_write_text,
+    one_line,
     run_cli_main,
 )
 
@@ -79,7 +80,7 @@ class SOTCLI(LightningCLI):
                             help="Root directory of all runs")
         parser.add_argument("--resume", type=Literal["auto", "never"], default="auto",
                             help="auto: resume from last.ckpt if present, skip if the run is done; never: start afresh")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EpochEndCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/lsd",
             "checkpoint.mode": "min",
@@ -88,6 +89,8 @@ class SOTCLI(LightningCLI):
             "checkpoint.save_top_k": 1,
             "checkpoint.save_last": True,
             "checkpoint.save_on_train_epoch_end": True,
+            # a resumed run re-saves the epochs it replays under the same names
+            "checkpoint.enable_version_counter": False,
         })
         parser.link_arguments(
             (
@@ -175,23 +178,96 @@ def check_compatible(model: HarmonicAutoencoder, datamodule: Any) -> None:
         )
 
 
+def check_optimizer(model: HarmonicAutoencoder) -> None:
+    """Build the optimizer once, so that a bad setting fails before anything is written."""
+    try:
+        model.configure_optimizers()
+    except (ValueError, TypeError) as error:
+        raise UserError(
+            f"model.optimizer: {one_line(error)}; give a valid value with "
+            "--model.optimizer.init_args.<name>, e.g. --model.optimizer.init_args.lr 1e-4"
+        ) from None
+
+
+def check_forward(model: HarmonicAutoencoder, datamodule: Any) -> None:
+    """One training example through the model and its loss (eval mode, no gradient, no random
+    numbers drawn), so that data the model cannot process fails before anything is written."""
+    dataset = datamodule.train_dataset
+    if dataset is None or len(dataset) == 0:
+        return
+    audio = dataset[0]["x"].reshape(1, -1)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            resynthesis = model.decode(*model.encode(model.compute_features(audio)), audio.shape[-1])
+            model.loss(resynthesis, audio)
+    except ValueError as error:
+        raise UserError(f"the model cannot process this data: {one_line(error)}") from None
+    finally:
+        model.train(was_training)
+
+
+def check_resumable(last: Path, model: HarmonicAutoencoder) -> None:
+    """``last`` must be a readable checkpoint of this model: same parameter names and shapes."""
+    fix = f"move {last} away to restart this run from scratch, or pass --resume never"
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated or foreign files fail in many ways
+        raise UserError(
+            f"{last} is not a readable checkpoint ({type(error).__name__}: {one_line(error)}); {fix}"
+        ) from None
+    saved = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        raise UserError(f"{last} is not a train.py checkpoint (no state_dict); {fix}")
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in saved:
+            problem = f"it has no {name}"
+        elif tuple(saved[name].shape) != tuple(tensor.shape):
+            problem = f"{name} has shape {tuple(saved[name].shape)}, this model's {tuple(tensor.shape)}"
+        else:
+            continue
+        raise UserError(
+            f"{last} was trained with another model ({problem}): resume it with its own "
+            f"--config {last.parent.parent / 'train_config.yaml'}, or {fix}"
+        )
+
+
+def recorded_metrics(run_dir: Path) -> dict[str, float]:
+    """The test metrics of a run marked done."""
+    path = run_dir / TEST_METRICS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{run_dir} is marked done but {path.name} is unreadable ({one_line(error)}); "
+            f"delete {run_dir / DONE_MARKER} to test the run again"
+        ) from None
+
+
 def train_and_test(cli: SOTCLI) -> dict[str, float]:
-    """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done."""
+    """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done.
+
+    Every check of the user's input runs before the first write to the run directory."""
     run_dir: Path = cli.run_dir
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     done = run_dir / DONE_MARKER
     last = run_dir / "checkpoints" / "last.ckpt"
     if cli.config.resume == "auto" and done.exists():
         log.info("run %s is already done (delete %s to train it again)", run_dir, done)
-        return json.loads((run_dir / TEST_METRICS_FILE).read_text())
-    _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
+        return recorded_metrics(run_dir)
+    check_optimizer(model)
     ckpt_path = None
     if cli.config.resume == "auto" and last.exists():
+        check_resumable(last, model)
         log.info("resuming from %s", last)
         ckpt_path = str(last)
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_compatible(model, datamodule)
+    check_forward(model, datamodule)
+    _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.interrupted:
         raise UserError(f"training was interrupted; run the same command again to resume from {last}")
@@ -210,9 +286,31 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     return results
 
 
+def check_config_files(args: list[str]) -> None:
+    """Each existing ``--config`` file must be valid YAML (jsonargparse's message names no file).
+
+    A missing one is left to the parser, as ``--config`` also takes inline YAML."""
+    import yaml
+
+    values = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
+    values += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for value in values:
+        path = Path(value)
+        if not path.is_file():
+            continue
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(error, "problem", None) or one_line(error)
+            raise UserError(f"{path}: invalid YAML: {problem}{where}; fix the file") from None
+
+
 def main(args: list[str] | None = None) -> dict[str, float]:
     """Entry point: parse, build, train, test. Returns the test metrics."""
     torch.set_float32_matmul_precision("high")
+    check_config_files(sys.argv[1:] if args is None else args)
     cli = build_cli(args)
     return train_and_test(cli)
 

@@ -275,6 +275,12 @@ class HarmonicAutoencoder(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict({f"test/{k}": v for k, v in self._epoch_metrics().items()})
 
+    def test_predictions(self) -> tuple[Tensor, Tensor]:
+        """Per-frame (predicted, true) f0 in Hz of the last test epoch, each (N, T), in test order."""
+        if not self._epoch_f0:
+            raise RuntimeError("no test epoch has run; call trainer.test first")
+        return (torch.cat([p for p, _ in self._epoch_f0]), torch.cat([t for _, t in self._epoch_f0]))
+
     def test_results(self) -> dict[str, float]:
         """The metrics of the last test epoch (keys without the ``test/`` prefix)."""
         return self._epoch_metrics()

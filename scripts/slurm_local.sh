@@ -121,7 +121,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # a requeued job may start again after cred_expire seconds (default 120)
-AuthInfo=cred_expire=10
+AuthInfo=cred_expire=5
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -135,7 +135,7 @@ MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
 JobRequeue=1
-KillWait=10
+KillWait=5
 MinJobAge=86400
 SlurmctldPort=${SOT_SLURMCTLD_PORT:-6817}
 SlurmdPort=${SOT_SLURMD_PORT:-6818}

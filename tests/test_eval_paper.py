@@ -25,7 +25,6 @@ from reliability import run_cli_main
 from synthetic_data import PreloadedSinusoidDataModule
 
 RUNS = [("SOT-2048", 1), ("SOT-2048", 2), ("MSS-Lin", 1)]
-METRIC_KEYS = ("lsd", "rpa", "rca", "od", "mse", "mss", "loss", "median_cents_error", "within_octave")
 
 
 def _train(experiment: str, seed: int, data: Path, root: Path) -> None:
@@ -53,7 +52,8 @@ def trained_root(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path)
 def evaluated(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """results/ of one eval_paper run over the trained runs (with the pYIN baseline)."""
     out = tmp_path_factory.mktemp("eval") / "results"
-    evaluation = eval_paper.main(["--root", str(trained_root), "--out", str(out), "--device", "cpu"])
+    evaluation = eval_paper.main(
+        ["--root", str(trained_root), "--out", str(out), "--device", "cpu"])
     assert evaluation.evaluated == len(RUNS) and not evaluation.skipped
     return out
 
@@ -72,7 +72,8 @@ def run_dir(root: Path, experiment: str, seed: int) -> Path:
 # ----------------------------------------------------------------------------------------------
 
 def test_table_has_one_row_per_experiment_with_its_seed_count(evaluated: Path) -> None:
-    for name in ("runs.csv", "table.csv", "table.md", "table.tex", "skipped.csv", "rpa_per_seed.png"):
+    for name in ("runs.csv", "table.csv", "table.md", "table.tex", "skipped.csv",
+                 "rpa_per_seed.png"):
         assert (evaluated / name).is_file(), name
     table = read_csv(evaluated / "table.csv")
     assert [(r["label"], r["source"], r["n"]) for r in table] == [
@@ -88,20 +89,23 @@ def test_table_has_one_row_per_experiment_with_its_seed_count(evaluated: Path) -
 
     markdown = (evaluated / "table.md").read_text()
     header = markdown.splitlines()[0]
-    for title in ("LSD mean (std)", "RPA (%) median", "RCA (%) mean (std)", "−OD median", "| n |"):
+    for title in ("LSD mean (std)", "RPA (%) median", "RCA (%) mean (std)", "−OD median",
+                  "| n |"):
         assert title in header
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 4  # header + 3 rows
     assert "\\textbf{" in (evaluated / "table.tex").read_text()
     assert read_csv(evaluated / "skipped.csv") == []
 
 
-def test_runs_csv_equals_each_runs_test_metrics_exactly(evaluated: Path, trained_root: Path) -> None:
+def test_runs_csv_equals_each_runs_test_metrics_exactly(
+    evaluated: Path, trained_root: Path
+) -> None:
     runs = read_csv(evaluated / "runs.csv")
     ours = [r for r in runs if r["source"] == "ours"]
     assert sorted((r["experiment"], int(r["seed"])) for r in ours) == sorted(RUNS)
     for row in ours:
-        recorded = json.loads(
-            (run_dir(trained_root, row["experiment"], int(row["seed"])) / "test_metrics.json").read_text())
+        directory = run_dir(trained_root, row["experiment"], int(row["seed"]))
+        recorded = json.loads((directory / "test_metrics.json").read_text())
         assert row["checkpoint"] == recorded["checkpoint"]
         assert row["checkpoint"].startswith("best-lsd-")
         assert row["finished"] == "True"
@@ -129,7 +133,8 @@ def test_rerun_reads_everything_from_the_cache(
 
     monkeypatch.setattr(eval_paper, "evaluate_checkpoint", must_not_run)
     monkeypatch.setattr(eval_paper, "pitch_baseline", must_not_run)
-    evaluation = eval_paper.main(["--root", str(trained_root), "--out", str(evaluated), "--device", "cpu"])
+    evaluation = eval_paper.main(
+        ["--root", str(trained_root), "--out", str(evaluated), "--device", "cpu"])
     assert (evaluation.evaluated, evaluation.from_cache) == (0, len(RUNS))
     assert (evaluated / "runs.csv").read_text() == before
 
@@ -264,7 +269,8 @@ def test_load_checkpoint_gives_an_eval_model_that_reproduces_the_pitch_metrics(
     saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
 
-    data = PreloadedSinusoidDataModule(str(tiny_data_path), batch_size=16, generate_if_missing=False)
+    data = PreloadedSinusoidDataModule(str(tiny_data_path), batch_size=16,
+                                       generate_if_missing=False)
     data.setup("test")
     (batch,) = list(data.test_dataloader())  # the 16 test examples (16, 4096)
     with torch.no_grad():
@@ -298,14 +304,15 @@ def test_best_is_bold_and_second_best_italic_per_column() -> None:
     table = eval_paper.summarize(rows)
     assert [r.label for r in table] == ["A", "B", "C", "pYIN (baseline)"]
     cells = eval_paper.table_cells(table)
-    # columns: n, LSD mean, LSD median, RPA mean, RPA median, RCA mean, RCA median, -OD mean, -OD median
+    # columns: n, then mean and median of LSD, RPA, RCA and -OD
     marks = [[c.mark for c in row] for row in cells]
     assert marks[0] == ["", "", "", "second", "second", "second", "second", "second", "second"]
     assert marks[1] == ["", "best", "best", "", "", "", "", "best", "best"]
     assert marks[2] == ["", "second", "second", "best", "best", "best", "best", "", ""]
     assert all(m == "" for m in marks[3])  # the baseline is shown, not ranked
     assert [c.text for c in cells[1][:4]] == ["2", "6.00 (1.41)", "6.00", "50.0 (0.0)"]
-    assert cells[2][1].text == "8.00 (–)" and cells[3][1].text == "–" and cells[3][3].text == "99.0"
+    assert cells[2][1].text == "8.00 (–)"
+    assert cells[3][1].text == "–" and cells[3][3].text == "99.0"
     markdown = eval_paper.render_markdown(table, ["a note"], [eval_paper.Skipped("x/y", "why")])
     assert "| B | 2 | **6.00 (1.41)** | **6.00** | 50.0 (0.0) |" in markdown
     assert "| C | 1 | *8.00 (–)* | *8.00* | **95.0 (–)** |" in markdown
@@ -318,7 +325,8 @@ def test_best_is_bold_and_second_best_italic_per_column() -> None:
 def test_mark_best_handles_ties_and_closest_to_zero() -> None:
     assert eval_paper.mark_best([1.0, 1.0, 2.0, 3.0], "lower") == ["best", "best", "second", ""]
     assert eval_paper.mark_best([0.2, 0.9, 0.5], "higher") == ["", "best", "second"]
-    assert eval_paper.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == ["second", "second", "best", ""]
+    assert eval_paper.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == [
+        "second", "second", "best", ""]
     assert eval_paper.mark_best([3.0], "lower") == ["best"]
 
 

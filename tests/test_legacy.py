@@ -68,7 +68,9 @@ def authors_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_authors_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], scratch: Path) -> None:
+def write_authors_checkpoint(
+    path: Path, state_dict: dict[str, torch.Tensor], scratch: Path
+) -> None:
     """A checkpoint shaped like their Lightning 1.9 ones. ``hyper_parameters`` holds an object
     of a class from a throwaway module, deleted from disk and sys.modules after saving, so
     that (like their encoder.PESTOEncoder) it cannot be imported when loading."""
@@ -275,17 +277,41 @@ class _Exploit:
 def test_restricted_unpickler_never_calls_unknown_globals(tmp_path: Path) -> None:
     import os
 
+    import numpy as np
+
     marker = tmp_path / "pwned"
     payload = {"a": _Exploit(os.system, f"touch {marker}"),
                "b": _Exploit(eval, f"open({str(marker)!r}, 'w')"),
+               "c": _Exploit(np.memmap, str(marker)),  # a numpy class that writes files
                "weights": torch.arange(3.0)}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     buffer.seek(0)
     loaded = torch.load(buffer, pickle_module=legacy.restricted_pickle, weights_only=False)
     assert not marker.exists()
-    assert isinstance(loaded["a"], legacy.StubObject) and isinstance(loaded["b"], legacy.StubObject)
+    assert all(isinstance(loaded[k], legacy.StubObject) for k in "abc")
     assert torch.equal(loaded["weights"], torch.arange(3.0))
+
+
+def test_restricted_unpickler_keeps_tensors_arrays_and_torch_values() -> None:
+    import collections
+
+    import numpy as np
+
+    payload = {"array": np.arange(3.0), "scalar": np.float32(2.5), "np_dtype": np.dtype("int16"),
+               "params": collections.OrderedDict(w=torch.nn.Parameter(torch.ones(2))),
+               "module": torch.nn.Conv1d(1, 2, 3), "dtype": torch.float16,
+               "size": torch.Size([2, 3]), "device": torch.device("cpu")}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, pickle_module=legacy.restricted_pickle, weights_only=False)
+    assert np.array_equal(loaded["array"], np.arange(3.0)) and loaded["scalar"] == np.float32(2.5)
+    assert loaded["np_dtype"] == np.dtype("int16")
+    assert isinstance(loaded["params"]["w"], torch.nn.Parameter)
+    assert torch.equal(loaded["module"].weight, payload["module"].weight)
+    assert (loaded["dtype"], loaded["size"], loaded["device"]) == (
+        torch.float16, torch.Size([2, 3]), torch.device("cpu"))
 
 
 def test_feature_buffer_comparison_flags_different_kernels() -> None:
