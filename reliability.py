@@ -86,15 +86,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class EpochEndCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that also writes ``last.ckpt`` at the end of every training epoch.
+    """``ModelCheckpoint`` that writes ``last.ckpt`` at the end of every training epoch and
+    resumes from such a checkpoint at the start of the next epoch, as an uninterrupted run.
 
-    Lightning 2.6 writes ``last.ckpt`` at an epoch's end only when a top-k checkpoint was saved
-    there too, so a run whose monitored metric stopped improving (or was not measured that
-    epoch) would resume from an older epoch. With ``save_last`` set, this class saves it after
-    every training epoch.
+    Two Lightning 2.6 behaviours are corrected:
+    - ``last.ckpt`` is written at an epoch's end only when a top-k checkpoint was saved there
+      too, so a run whose monitored metric stopped improving would resume from an older
+      epoch. With ``save_last`` set, this class writes it after every training epoch.
+    - With ``max_steps`` set (step-based training), a checkpoint written in
+      ``on_train_epoch_end`` is resumed by replaying that epoch's end, which counts the epoch
+      as processed twice: every later epoch then gives its sampler the next epoch's number
+      (another shuffle). On loading such a checkpoint the fit loop's ``processed`` counter is
+      set back by one, so that the replay counts it once; the replayed epoch end, already
+      saved before the interruption, writes nothing.
     """
 
+    _replaying_epoch_end = False
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress")
+        if trainer.max_steps == -1 or not isinstance(progress, dict):
+            return
+        parts = [progress.get("total"), progress.get("current")]
+        if all(isinstance(part, dict) and part["ready"] == part["started"] == part["processed"]
+               == part["completed"] + 1 for part in parts):  # saved in on_train_epoch_end
+            for part in parts:
+                part["processed"] -= 1
+            self._replaying_epoch_end = True
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._replaying_epoch_end:
+            self._replaying_epoch_end = False
+            return
         super().on_train_epoch_end(trainer, pl_module)
         # _should_skip_saving_checkpoint is true when this step was already saved (or in a
         # sanity check, a fast_dev_run or outside fit)
@@ -104,7 +129,12 @@ class EpochEndCheckpoint(ModelCheckpoint):
 
 
 class RNGStateCallback(Callback):
-    """Stores the global RNG states in each checkpoint and restores them on resume."""
+    """Stores the global RNG states in each checkpoint; on resume, restores them at the start
+    of the next training epoch (checkpoints are written at epoch ends), after whatever Lightning
+    draws while it restores the loops."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         # plain tensors and numbers only, so checkpoints load with torch.load(weights_only=True)
@@ -119,6 +149,16 @@ class RNGStateCallback(Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending is not None:
+            self.restore(self._pending)
+            self._pending = None
+
+    @staticmethod
+    def restore(state_dict: dict[str, Any]) -> None:
+        """Set the torch, numpy and python RNG states from ``state_dict()``'s output."""
         torch.set_rng_state(state_dict["torch"])
         numpy_state = state_dict["numpy"]
         np.random.set_state((
