@@ -37,26 +37,27 @@ class UserError(Exception):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory + rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory + rename).
+
+    An OSError while writing (disk full, read-only file system, ...) names ``path``, not the
+    temporary file, and leaves no temporary file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)  # its errors name the directory
+    tmp: str | None = None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; use the usual mode
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        if error.filename is None:  # write() and fsync() errors do not say which file
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -245,6 +246,7 @@ def run_cli_main(
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from jsonargparse import ArgumentError
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     program = Path(sys.argv[0]).name
     try:
@@ -252,6 +254,9 @@ def run_cli_main(
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SIGTERMException:
+        print(f"{program}: terminated (SIGTERM); run the same command again to resume", file=sys.stderr)
+        sys.exit(143)
     except ArgumentError as error:
         print(f"{program}: error: {condense_argument_error(str(error))}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -50,8 +50,7 @@ from omegaconf import DictConfig, OmegaConf
 REPO = Path(__file__).resolve().parent
 TRAIN_SCRIPT = REPO / "train.py"
 EXPERIMENTS_DIR = REPO / "paper-experiments"
-CONFIG_DIR = REPO / "conf" / "sweep"
-# train.py's layout: train.run_directory() and train.DONE_MARKER (tests/test_sweep.py checks they agree)
+# train.py's layout: train.run_directory() and train.DONE_MARKER (tests/test_sweep.py compares)
 DONE_MARKER = "done"
 # train.py options that the sweep sets itself, after the user's args, so they always win
 SWEEP_OWNED_OPTIONS = ("--experiment", "--seed_everything", "--checkpoint_root", "--resume")
@@ -108,9 +107,16 @@ class Run:
         for arg in self.args:
             option = _owned_option(arg)
             if option is not None:
-                key = {"--experiment": "experiment", "--seed_everything": "seed",
-                       "--checkpoint_root": "checkpoint_root"}.get(option)
-                fix = f"set {key}=... on the sweep's command line" if key else "the sweep always resumes"
+                key = {
+                    "--experiment": "experiment",
+                    "--seed_everything": "seed",
+                    "--checkpoint_root": "checkpoint_root",
+                }.get(option)
+                fix = (
+                    f"set {key}=... on the sweep's command line"
+                    if key
+                    else "the sweep always resumes"
+                )
                 raise SweepError(f"args may not contain {option} ({fix}): got {arg!r}")
 
     @property
@@ -127,12 +133,17 @@ class Run:
     def command(self, python: str) -> list[str]:
         """The train.py command line; the sweep-owned options come last, so they win."""
         return [
-            python, str(TRAIN_SCRIPT),
-            "--config", str(EXPERIMENTS_DIR / f"{self.experiment}.yaml"),
+            python,
+            str(TRAIN_SCRIPT),
+            "--config",
+            str(EXPERIMENTS_DIR / f"{self.experiment}.yaml"),
             *self.args,
-            "--experiment", self.experiment,
-            "--seed_everything", str(self.seed),
-            "--checkpoint_root", str(self.checkpoint_root),
+            "--experiment",
+            self.experiment,
+            "--seed_everything",
+            str(self.seed),
+            "--checkpoint_root",
+            str(self.checkpoint_root),
         ]
 
 
@@ -143,7 +154,10 @@ def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
         raise SweepError(f"seed must be an integer, got {seed!r}")
     args = cfg.args
     if isinstance(args, str) or not OmegaConf.is_list(args):
-        raise SweepError(f"args must be a list, e.g. 'args=[--trainer.max_steps=100]', got {args!r}")
+        raise SweepError(
+            f"args must be a list, e.g. args=[--trainer.max_steps,100] (or put train.py's "
+            f"arguments after --), got {args!r}"
+        )
     root = Path(str(cfg.checkpoint_root)).expanduser()
     return Run(
         experiment=str(cfg.experiment),
@@ -157,7 +171,10 @@ def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     for name in PER_RUN_ENVIRONMENT:
         if env.pop(name, None) is not None:
-            log.warning("ignoring %s from the environment: each run keeps its own (see <run>/wandb_run_id)", name)
+            log.warning(
+                "ignoring %s from the environment: each run keeps its own (see <run>/wandb_run_id)",
+                name,
+            )
     return env
 
 
@@ -189,8 +206,10 @@ def run_training(run: Run, cwd: Path) -> None:
         for signum in ignored:
             signal.signal(signum, signal.SIG_IGN)
 
-    process = subprocess.Popen(command, cwd=cwd, env=_child_environment(),
-                               preexec_fn=ignore_requeue_signals)
+    # preexec_fn only sets signal dispositions: no lock a forked child could wait for
+    process = subprocess.Popen(
+        command, cwd=cwd, env=_child_environment(), preexec_fn=ignore_requeue_signals  # noqa: PLW1509
+    )
 
     def on_sigterm(signum: int, frame: Any) -> None:
         terminated.append(signum)
@@ -216,8 +235,10 @@ def run_training(run: Run, cwd: Path) -> None:
     if terminated:
         log.warning("%s: terminated (SIGTERM); it resumes from last.ckpt when run again", run.name)
         raise SystemExit(128 + signal.SIGTERM)
-    raise RunFailed(f"{run.name}: train.py exited with status {returncode} and the run is not done "
-                    f"({run.run_dir})")
+    raise RunFailed(
+        f"{run.name}: train.py exited with status {returncode} and the run is not done "
+        f"({run.run_dir})"
+    )
 
 
 @hydra.main(version_base="1.3", config_path="conf/sweep", config_name="sweep")
@@ -248,13 +269,19 @@ def sbatch_script(launcher_config: DictConfig, n_jobs: int) -> str:
     params = OmegaConf.to_container(launcher_config, resolve=True)
     assert isinstance(params, dict)
     params.pop("_target_", None)
-    executor = _UnsubmittingSlurmExecutor(params.pop("submitit_folder"),
-                                          max_num_timeout=params.pop("max_num_timeout"))
+    executor = _UnsubmittingSlurmExecutor(
+        params.pop("submitit_folder"), max_num_timeout=params.pop("max_num_timeout")
+    )
     generic = set(OmegaConf.structured(BaseQueueConf).keys())
     # as submitit.AutoExecutor: generic names translated, None means unset
-    executor.update_parameters(**executor._convert_parameters(
-        {k: v for k, v in params.items() if k in generic and v is not None}))
-    executor.update_parameters(**{k: v for k, v in params.items() if k not in generic and v is not None})
+    executor.update_parameters(
+        **executor._convert_parameters(
+            {k: v for k, v in params.items() if k in generic and v is not None}
+        )
+    )
+    executor.update_parameters(
+        **{k: v for k, v in params.items() if k not in generic and v is not None}
+    )
     if n_jobs > 1:
         executor.parameters["map_count"] = n_jobs
     return executor._make_submission_file_text(executor._submitit_command_str, uid="dry-run")
@@ -272,30 +299,37 @@ class SkipDoneSweeper(BasicSweeper):
     prints the plan instead of launching when ``dry_run`` is set."""
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        assert self.config is not None and self.launcher is not None
+        assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         grid = [job for batch in self.split_arguments(overrides, None) for job in batch]
         cwd = Path.cwd()
         todo: list[tuple[list[str], Run]] = []
         done: list[Run] = []
-        seen: dict[Path, Run] = {}
+        seen: set[Path] = set()
         for job_overrides in grid:
-            job_config = self.hydra_context.config_loader.load_sweep_config(self.config, job_overrides)
+            job_config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, job_overrides
+            )
             try:
                 run = run_from_config(job_config, cwd)
             except SweepError as error:
                 _fail(str(error))
             if run.run_dir in seen:
-                _fail(f"two jobs would write {run.run_dir} (args differ but experiment, seed and "
-                      "checkpoint_root do not): give them different checkpoint_root values")
-            seen[run.run_dir] = run
-            (done if run.is_done() else todo).append((job_overrides, run))
-        done_runs = [run for _, run in done]
-        if done_runs:
-            log.info("done, skipped: %s", " ".join(run.name for run in done_runs))
+                _fail(
+                    f"two jobs would write {run.run_dir} (args differ but experiment, seed and "
+                    "checkpoint_root do not): give them different checkpoint_root values"
+                )
+            seen.add(run.run_dir)
+            if run.is_done():
+                done.append(run)
+            else:
+                todo.append((job_overrides, run))
+        if done:
+            log.info("done, skipped: %s", " ".join(run.name for run in done))
         if self.config.dry_run:
-            self._print_plan([run for _, run in todo], done_runs)
+            self._print_plan([run for _, run in todo], done)
             return []
         if not todo:
             print(f"nothing to launch: the {len(grid)} runs are done")
@@ -305,15 +339,20 @@ class SkipDoneSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
+        size = self._batch_size(len(todo))
         returns: list[Sequence[JobReturn]] = []
-        for start in range(0, len(todo), self._batch_size(len(todo))):
-            batch = [job_overrides for job_overrides, _ in todo[start:start + self._batch_size(len(todo))]]
+        for start in range(0, len(todo), size):
+            batch = [job_overrides for job_overrides, _ in todo[start : start + size]]
             try:
                 returns.append(self.launcher.launch(batch, initial_job_idx=start))
-            except (FailedJobError, UncompletedJobError) as error:  # a SLURM job died without a result
+            except (FailedJobError, UncompletedJobError) as error:  # a job died without a result
                 print(error, file=sys.stderr)
-                _fail(f"a job ended without a result (logs in {sweep_dir / '.submitit'}); run the "
-                      "same command again: finished runs are skipped, the others resume", EXIT_RUN_FAILED)
+                _fail(
+                    f"a job ended without a result (logs in {sweep_dir / '.submitit'}); the "
+                    "sweep's other jobs may still run (squeue): when they are over, run the same "
+                    "command again: finished runs are skipped, the others resume",
+                    EXIT_RUN_FAILED,
+                )
         self._report([r for batch in returns for r in batch], [run for _, run in todo])
         return returns
 
@@ -321,14 +360,19 @@ class SkipDoneSweeper(BasicSweeper):
         return self.max_batch_size or n_runs
 
     def _print_plan(self, todo: list[Run], done: list[Run]) -> None:
-        print(f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
-              + (f" ({' '.join(run.name for run in done)})" if done else ""))
+        print(
+            f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
+            + (f" ({' '.join(run.name for run in done)})" if done else "")
+        )
         for run in todo:
             print(shlex.join(run.command(sys.executable)))
         if todo and _is_slurm(self.launcher):
             n_jobs = min(len(todo), self._batch_size(len(todo)))
-            print(f"# sbatch script submitted for {'each batch of ' if n_jobs < len(todo) else ''}"
-                  f"{n_jobs} run{'s (one job array)' if n_jobs > 1 else ''}:")
+            first = "the first batch of " if n_jobs < len(todo) else ""
+            print(
+                f"# sbatch script submitted for {first}"
+                f"{n_jobs} run{'s (one job array)' if n_jobs > 1 else ''}:"
+            )
             print(sbatch_script(self.config.hydra.launcher, n_jobs))
 
     @staticmethod
@@ -341,8 +385,11 @@ class SkipDoneSweeper(BasicSweeper):
                 failed += 1
                 print(f"FAILED  {run.name}  {result._return_value}")
         if failed:
-            _fail(f"{failed} of {len(runs)} runs failed (see above); run the same command again: "
-                  "finished runs are skipped, the others resume", EXIT_RUN_FAILED)
+            _fail(
+                f"{failed} of {len(runs)} runs failed (see above); run the same command again: "
+                "finished runs are skipped, the others resume",
+                EXIT_RUN_FAILED,
+            )
 
 
 def _hydra_quoted(value: str) -> str:
@@ -357,7 +404,9 @@ def _hydra_quoted(value: str) -> str:
 def hydra_arguments(argv: list[str]) -> list[str]:
     """sweep.py's command line as hydra overrides: `--dry-run` becomes `dry_run=true`, and the
     arguments after `--` become `args=[...]`, passed verbatim to every train.py."""
-    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, None)
+    head, tail = (argv, None)
+    if "--" in argv:
+        head, tail = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     overrides = ["dry_run=true" if arg == "--dry-run" else arg for arg in head]
     if tail is not None:
         if any(arg.startswith(("args=", "+args=", "++args=")) for arg in head):

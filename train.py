@@ -160,6 +160,7 @@ def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
             "default_config_files": [str(BASE_CONFIG)],
             "parser_mode": "omegaconf",
             "exit_on_error": False,
+            "allow_abbrev": False,  # a misspelt option is an error, not a prefix of another
         },
         seed_everything_default=42,
         args=args,

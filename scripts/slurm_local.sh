@@ -27,8 +27,8 @@ need_root() {
     [ "$(id -u)" -eq 0 ] || die "$1 needs root (it installs packages and starts daemons): run it with sudo"
 }
 
-alive() {  # alive PIDFILE: the process named in PIDFILE is running
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() {  # alive PIDFILE: the process named in PIDFILE is running (any user may ask)
+    [ -s "$1" ] && [ -d "/proc/$(cat "$1")" ]
 }
 
 install_packages() {

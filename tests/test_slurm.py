@@ -34,27 +34,41 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_LOCAL = REPO / "scripts" / "slurm_local.sh"
 SLURM_DIR = Path(os.environ.get("SOT_SLURM_DIR", "/tmp/sot-slurm"))
 DEBUG = str(REPO / "paper-experiments" / "presets" / "debug.yaml")
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=15"]
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+    "hydra.launcher.timeout_min=15",
+]
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[dict[str, str]]:
     """The environment of the cluster's clients (SLURM_CONF, the sacct shim on PATH)."""
     if os.geteuid() != 0:
-        pytest.skip("needs root: scripts/slurm_local.sh installs slurm-wlm and munge and starts daemons")
-    was_running = subprocess.run([str(SLURM_LOCAL), "status"], capture_output=True).returncode == 0
-    start = subprocess.run([str(SLURM_LOCAL), "start"], capture_output=True, text=True, timeout=900)
+        pytest.skip(
+            "needs root: scripts/slurm_local.sh installs slurm-wlm and munge and starts daemons"
+        )
+    status = subprocess.run([str(SLURM_LOCAL), "status"], capture_output=True, check=False)
+    was_running = status.returncode == 0
+    start = subprocess.run(
+        [str(SLURM_LOCAL), "start"], capture_output=True, text=True, timeout=900, check=False
+    )
     if start.returncode != 0:
         if "apt-get" in start.stderr:
             pytest.skip(f"SLURM could not be installed: {start.stderr.strip()}")
         pytest.fail(f"scripts/slurm_local.sh start failed:\n{start.stdout}{start.stderr}")
-    sourced = subprocess.run(["bash", "-c", f"source {SLURM_DIR / 'env.sh'} && env -0"],
-                             capture_output=True, text=True, check=True)
+    sourced = subprocess.run(
+        ["bash", "-c", f"source {SLURM_DIR / 'env.sh'} && env -0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     env = dict(item.split("=", 1) for item in sourced.stdout.split("\0") if "=" in item)
     yield env
     if not was_running:
-        subprocess.run([str(SLURM_LOCAL), "stop"], capture_output=True, timeout=120)
+        subprocess.run([str(SLURM_LOCAL), "stop"], capture_output=True, timeout=120, check=False)
 
 
 def _slurm(env: dict[str, str], *command: str) -> str:
@@ -71,7 +85,9 @@ def _sweep_command(*argv: str) -> list[str]:
     return [sys.executable, str(REPO / "sweep.py"), *argv]
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float, logs: Path | None = None) -> None:
+def _wait(
+    condition: Callable[[], bool], what: str, timeout_s: float, logs: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -87,10 +103,13 @@ def cancel_leftovers(cluster: dict[str, str]) -> Iterator[None]:
     """Whatever a failing test leaves queued or running is cancelled."""
     before = set(_jobs(cluster))
     yield
-    left = [job for job, state in _jobs(cluster).items()
-            if job not in before and state in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")]
+    left = [
+        job
+        for job, state in _jobs(cluster).items()
+        if job not in before and state in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+    ]
     if left:
-        subprocess.run(["scancel", *{job.split("_")[0] for job in left}], env=cluster)
+        subprocess.run(["scancel", *{job.split("_")[0] for job in left}], env=cluster, check=False)
 
 
 def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
@@ -98,14 +117,42 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
 ) -> None:
     root = tmp_path / "ck"
     argv = _sweep_command(
-        "experiment=SOT-2048,MSS-Lin", "seed=1,2", f"checkpoint_root={root}", *LAUNCHER, "--",
-        "--config", DEBUG, "--data.init_args.data_path", str(tiny_data_path),
-        "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
+        "experiment=SOT-2048,MSS-Lin",
+        "seed=1,2",
+        f"checkpoint_root={root}",
+        *LAUNCHER,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "--",
+        "--config",
+        DEBUG,
+        "--data.init_args.data_path",
+        str(tiny_data_path),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
     )
     env = {**cluster, "WANDB_MODE": "disabled"}
+    planned = subprocess.run(
+        [*argv[:2], "--dry-run", *argv[2:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert planned.returncode == 0, planned.stderr
     before = _jobs(cluster)
-    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    # the dry run printed the very script that went to sbatch
+    (submitted,) = (tmp_path / "sweep").glob(".submitit/*/*_submission.sh")
+    printed = planned.stdout.split("# sbatch script submitted for 4 runs (one job array):\n", 1)[1]
+    assert printed.rstrip("\n") == submitted.read_text().rstrip("\n")
 
     # one job array of 4 tasks, all completed, each run done with its test metrics
     new = {job: state for job, state in _jobs(cluster).items() if job not in before}
@@ -115,14 +162,30 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
     for run_dir in runs:
         assert f"ok      {run_dir.name}  {run_dir}" in result.stdout
         assert (run_dir / "done").exists()
-        assert {"lsd", "rpa", "rca", "od"} <= json.loads((run_dir / "test_metrics.json").read_text()).keys()
+        assert {"lsd", "rpa", "rca", "od"} <= json.loads(
+            (run_dir / "test_metrics.json").read_text()
+        ).keys()
 
     # eval_paper.py builds the table from these checkpoints, and its numbers are the runs' own
     out = tmp_path / "results"
     evaluation = subprocess.run(
-        [sys.executable, str(REPO / "eval_paper.py"), "--root", str(root), "--out", str(out),
-         "--no-baseline", "--device", "cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(REPO / "eval_paper.py"),
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--no-baseline",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     with open(out / "table.csv", newline="") as handle:
         table = {row["experiment"]: row for row in csv.DictReader(handle)}
@@ -135,7 +198,9 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
 
     # the same sweep again: every run is done, nothing reaches sbatch
     jobs = _jobs(cluster)
-    again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert again.returncode == 0, again.stderr
     assert "nothing to launch: the 4 runs are done" in again.stdout
     assert _jobs(cluster) == jobs
@@ -163,21 +228,44 @@ def test_requeued_job_resumes_its_steps_and_wandb_run(
     loggers = tmp_path / "loggers.yaml"
     loggers.write_text(
         "trainer:\n  log_every_n_steps: 1\n  logger:\n"
-        "    - {class_path: lightning.pytorch.loggers.CSVLogger, init_args: {save_dir: logs, flush_logs_every_n_steps: 1}}\n"
-        "    - {class_path: lightning.pytorch.loggers.WandbLogger, init_args: {save_dir: logs}}\n")
+        "    - class_path: lightning.pytorch.loggers.CSVLogger\n"
+        "      init_args: {save_dir: logs, flush_logs_every_n_steps: 1}\n"
+        "    - {class_path: lightning.pytorch.loggers.WandbLogger, init_args: {save_dir: logs}}\n"
+    )
     root = tmp_path / "ck"
-    max_steps, steps_per_epoch = 30, 2  # debug.yaml: 2 batches an epoch; last.ckpt at each epoch's end
+    max_steps, steps_per_epoch = (
+        30,
+        2,
+    )  # debug.yaml: 2 batches an epoch; last.ckpt at each epoch's end
     argv = _sweep_command(
-        "experiment=SOT-2048", "seed=5", f"checkpoint_root={root}", *LAUNCHER, "--",
-        "--config", DEBUG, "--config", str(loggers), "--data.init_args.data_path", str(tiny_data_path),
-        "--trainer.max_steps", str(max_steps), "--trainer.enable_progress_bar", "false",
+        "experiment=SOT-2048",
+        "seed=5",
+        f"checkpoint_root={root}",
+        *LAUNCHER,
+        "--",
+        "--config",
+        DEBUG,
+        "--config",
+        str(loggers),
+        "--data.init_args.data_path",
+        str(tiny_data_path),
+        "--trainer.max_steps",
+        str(max_steps),
+        "--trainer.enable_progress_bar",
+        "false",
     )
     run_dir = sweep.run_directory(root, "SOT-2048", 5)
     last = run_dir / "checkpoints" / "last.ckpt"
     logs = tmp_path / "multirun"
     before = set(_jobs(cluster))
-    client = subprocess.Popen(argv, cwd=tmp_path, env={**cluster, "WANDB_MODE": "offline"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env={**cluster, "WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait(lambda: last.exists() and _global_step(last) >= 4, "a first last.ckpt", 300, logs)
         (job,) = set(_jobs(cluster)) - before
@@ -185,8 +273,12 @@ def test_requeued_job_resumes_its_steps_and_wandb_run(
         run_id = (run_dir / "wandb_run_id").read_text()
         _slurm(cluster, "scontrol", "requeue", job)  # SIGTERM now; the same job starts again later
 
-        _wait(lambda: 1 in _logged_epochs(run_dir) and _global_step(last) >= first_step + 4,
-              "the requeued job to train on", 300, logs)
+        _wait(
+            lambda: 1 in _logged_epochs(run_dir) and _global_step(last) >= first_step + 4,
+            "the requeued job to train on",
+            300,
+            logs,
+        )
         second_step = _global_step(last)
         # USR2: what SLURM sends before a time-out (submitit's signal); submitit checkpoints the
         # call and requeues the job itself, as it does on preemption
@@ -215,7 +307,9 @@ def test_requeued_job_resumes_its_steps_and_wandb_run(
     # one W&B run, resumed twice: the same id in the run directory and in each attempt's files
     assert (run_dir / "wandb_run_id").read_text() == run_id
     offline = sorted(p.name for p in (run_dir / "logs" / "wandb").glob("offline-run-*"))
-    assert len(offline) == 3 and all(name.endswith("-" + run_id.strip()) for name in offline), offline
+    assert len(offline) == 3 and all(name.endswith("-" + run_id.strip()) for name in offline), (
+        offline
+    )
 
     # what the job's log says happened
     (submitit_log,) = logs.rglob(f"{job}_0_log.out")
