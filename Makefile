@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench figures clean
+.PHONY: install test test-slurm test-all demo bench figures real-data clean
 
 install: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest -q
 
+# A real single-node SLURM cluster (needs root: installs slurm-wlm and munge with apt-get).
+test-slurm: install
+	$(PY) -m pytest -q -m slurm tests/test_slurm.py
+
 test-all: install
 	$(PY) -m pytest -q -m ''
+
+# The real-instrument test set (installs fluidsynth and fluid-soundfont-gm with apt-get if missing).
+real-data: install
+	$(PY) real_data.py
 
 demo: install
 	$(PY) scripts/demo.py

@@ -24,7 +24,6 @@ import argparse
 import io
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,25 +55,6 @@ __all__ = [
 PEAK = 0.9  # the training data's per-example peak (PreloadedSinusoidDataModule)
 
 
-def _load_checkpoint_fallback(path: Path, device: str = "cpu") -> HarmonicAutoencoder:
-    """Stand-in for ``eval_paper.load_checkpoint`` while eval_paper.py does not exist.
-
-    Rebuilds the model from the config that train.py embeds in every checkpoint, then loads
-    its weights.
-    """
-    import train
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.yaml"
-        config.write_text(state[train.CONFIG_KEY])
-        args = ["--config", str(config), "--checkpoint_root", tmp]
-        cli = train.build_cli([*args, "--trainer.logger", "false", "--trainer.accelerator", "cpu"])
-    model: HarmonicAutoencoder = cli.model
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval()
-
-
 def load_model(checkpoint: str | Path, device: str = "cpu") -> HarmonicAutoencoder:
     """The trained model of a train.py checkpoint, in eval mode on ``device``.
 
@@ -84,12 +64,8 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> HarmonicAutoencod
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    try:
-        from eval_paper import load_checkpoint
-    except ModuleNotFoundError as err:
-        if err.name != "eval_paper":
-            raise
-        load_checkpoint = _load_checkpoint_fallback
+    from eval_paper import load_checkpoint
+
     try:
         model = load_checkpoint(path, device=device)
     except UserError:
