@@ -8,6 +8,8 @@ NumPy with mir_eval.melody's formulas (cents relative to 10 Hz, strict 50-cent t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -148,10 +150,27 @@ def within_octave_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> floa
     return float(np.mean(np.abs(_cents_difference(pred_f0_hz, true_f0_hz)) < 600.0))
 
 
+def log_f0_correlation(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
+    """Pearson correlation over all frames of log2 f0, predicted vs true, in [-1, 1].
+
+    Does the model localize pitch at all, even with a bias (e.g. a whole number of octaves)?
+    0.0 when either side is constant (the correlation is undefined).
+    """
+    pred, true = _f0_pair(pred_f0_hz, true_f0_hz)
+    a = np.log2(pred).ravel()
+    b = np.log2(true).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    return float(np.dot(a, b) / denominator) if denominator > 0 else 0.0
+
+
 def pitch_metrics(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> dict[str, float]:
     """All pitch metrics as floats: "rpa" (raw_pitch_accuracy), "rca" (raw_chroma_accuracy),
-    "od" (octave_difference), "median_cents_error" and "within_octave" (within_octave_accuracy)."""
+    "od" (octave_difference), "median_cents_error", "within_octave" (within_octave_accuracy)
+    and "log_f0_corr" (log_f0_correlation)."""
     return {
+        "log_f0_corr": log_f0_correlation(pred_f0_hz, true_f0_hz),
         "rpa": raw_pitch_accuracy(pred_f0_hz, true_f0_hz),
         "rca": raw_chroma_accuracy(pred_f0_hz, true_f0_hz),
         "od": octave_difference(pred_f0_hz, true_f0_hz),

@@ -211,27 +211,27 @@ def check_forward(model: HarmonicAutoencoder, datamodule: Any) -> None:
 
 def check_resumable(last: Path, model: HarmonicAutoencoder) -> None:
     """``last`` must be a readable checkpoint of this model: same parameter names and shapes."""
-    fix = f"move {last} away to restart this run from scratch, or pass --resume never"
+    fix = "to restart this run from scratch, delete it or pass --resume never"
     try:
         state = torch.load(last, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated or foreign files fail in many ways
         raise UserError(
-            f"{last} is not a readable checkpoint ({type(error).__name__}: {one_line(error)}); {fix}"
+            f"{last}: not a readable checkpoint ({type(error).__name__}: {one_line(error)[:80]}); {fix}"
         ) from None
     saved = state.get("state_dict") if isinstance(state, dict) else None
     if not isinstance(saved, dict):
-        raise UserError(f"{last} is not a train.py checkpoint (no state_dict); {fix}")
+        raise UserError(f"{last}: not a train.py checkpoint (no state_dict); {fix}")
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in saved:
             problem = f"it has no {name}"
         elif tuple(saved[name].shape) != tuple(tensor.shape):
-            problem = f"{name} has shape {tuple(saved[name].shape)}, this model's {tuple(tensor.shape)}"
+            problem = f"{name} has shape {tuple(saved[name].shape)}, here {tuple(tensor.shape)}"
         else:
             continue
         raise UserError(
-            f"{last} was trained with another model ({problem}): resume it with its own "
-            f"--config {last.parent.parent / 'train_config.yaml'}, or {fix}"
+            f"{last}: trained with another model ({problem}); resume it with the run's own "
+            f"train_config.yaml (--config), or {fix}"
         )
 
 

@@ -11,6 +11,7 @@ import pytest
 import scipy.signal
 import torch
 
+import metrics
 from metrics import (
     log_spectral_distance,
     median_cents_error,
@@ -148,15 +149,15 @@ def test_cents_summaries() -> None:
     pred = true * 2 ** (cents / 1200)
     assert median_cents_error(pred, true) == pytest.approx(np.median(np.abs(cents)), abs=1e-9)
     assert within_octave_accuracy(pred, true) == pytest.approx(3 / 6)
-    metrics = pitch_metrics(pred, true[:, :1])
-    assert set(metrics) == {"rpa", "rca", "od", "median_cents_error", "within_octave"}
-    assert all(isinstance(v, float) for v in metrics.values())
-    assert metrics["rpa"] == pytest.approx(1 / 6)
-    assert metrics["rca"] == pytest.approx(3 / 6)  # 0, 1200 and -2400 cents
-    assert metrics["within_octave"] == within_octave_accuracy(pred, true)
-    assert metrics["median_cents_error"] == median_cents_error(pred, true)
+    results = pitch_metrics(pred, true[:, :1])
+    assert set(results) == {"rpa", "rca", "od", "median_cents_error", "within_octave", "log_f0_corr"}
+    assert all(isinstance(v, float) for v in results.values())
+    assert results["rpa"] == pytest.approx(1 / 6)
+    assert results["rca"] == pytest.approx(3 / 6)  # 0, 1200 and -2400 cents
+    assert results["within_octave"] == within_octave_accuracy(pred, true)
+    assert results["median_cents_error"] == median_cents_error(pred, true)
     # d = -cents: |d| = 700 and 599 round to 0 octaves; 1200 too high -> -1, 2400 too low -> +2.
-    assert metrics["od"] == pytest.approx((0 + 0 + 0 + 0 - 1 + 2) / 6)
+    assert results["od"] == pytest.approx((0 + 0 + 0 + 0 - 1 + 2) / 6)
 
 
 def test_pitch_metrics_validate_inputs() -> None:
@@ -171,3 +172,15 @@ def test_pitch_metrics_validate_inputs() -> None:
         raw_chroma_accuracy(np.zeros((2, 4)), pred)
     with pytest.raises(ValueError, match="true_f0_hz"):
         median_cents_error(pred, -pred)
+
+
+def test_log_f0_correlation_against_numpy_corrcoef() -> None:
+    """log2-f0 Pearson correlation: equals np.corrcoef, is 1 for an octave-shifted copy, 0 if constant."""
+    rng = np.random.default_rng(3)
+    true = rng.uniform(40.0, 1950.0, size=(32, 1))
+    pred = true * rng.uniform(0.5, 2.0, size=(32, 16))
+    expected = np.corrcoef(np.log2(pred).ravel(), np.log2(np.broadcast_to(true, pred.shape)).ravel())[0, 1]
+    assert metrics.log_f0_correlation(pred, true) == pytest.approx(expected, rel=1e-12)
+    assert metrics.log_f0_correlation(np.broadcast_to(true / 8.0, (32, 16)), true) == pytest.approx(1.0)
+    assert metrics.log_f0_correlation(np.full((32, 16), 100.0), true) == 0.0
+    assert "log_f0_corr" in metrics.pitch_metrics(pred, true)
