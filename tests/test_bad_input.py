@@ -233,6 +233,15 @@ CASES: list[Case] = [
          (r"\bp must be", r">= 1", r"0\.5")),
     Case("temperature-zero", T, lambda w, ws: _train(w, ws, "--model.temperature", "0"),
          (r"temperature must be > 0", r"got 0\.0", r"paper uses 0\.1")),
+    *[Case(f"n-fft-{label}", T,
+           lambda w, ws, value=value: _train(w, ws, "--model.loss.init_args.terms.sot.init_args.n_fft", value),
+           says)
+      for label, value, says in (
+          ("zero", "0", (r"n_fft must be a positive integer", r"got 0")),
+          ("negative", "-5", (r"n_fft must be a positive integer", r"got -5")),
+          ("text", "abc", (r"model\.loss\.terms\.n_fft: expected int", r"got abc")),
+          ("fraction", "2.5", (r"model\.loss\.terms\.n_fft: expected int", r"got 2\.5")),
+      )],
     Case("window-unknown", T, lambda w, ws: _train(w, ws, "--model.loss.init_args.terms.sot.init_args.window", "hamm"),
          (r"window must be one of", r"'hann'", r"got 'hamm'")),
     Case("seed-not-integer", T, lambda w, ws: _train(w, ws, "--seed_everything", "abc"),
@@ -381,11 +390,28 @@ def world(tiny_data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Wor
     return _build_world(tmp_path_factory.mktemp("bad_input_world"), tiny_data_path)
 
 
+def _run_sweep_with_rejected_training(world: World, ws: Path) -> Outcome | None:
+    """sweep.py launching one train.py that rejects its arguments (temperature 0)."""
+    if not (REPO / "sweep.py").is_file():
+        return None
+    ws.mkdir(parents=True)
+    train_args = ["--config", str(PAPER / "presets" / "debug.yaml"), "--data.init_args.data_path",
+                  str(world.data), "--trainer.enable_progress_bar", "false", "--model.temperature", "0"]
+    start = time.monotonic()
+    result = subprocess.run(
+        [PYTHON, str(REPO / "sweep.py"), f"experiment={EXPERIMENT}", f"seed={SEED}",
+         f"checkpoint_root={ws / 'run'}", "--", *train_args],
+        cwd=ws, env=environment(), capture_output=True, text=True, timeout=300)
+    return Outcome(result.returncode, result.stdout, result.stderr, {}, {}, [],
+                   time.monotonic() - start)
+
+
 @dataclass
 class Outcomes:
     cases: dict[str, Outcome]
     shared_before: dict[str, str]  # digests of the world's files before any case ran
     shared_after: dict[str, str]
+    sweep: Outcome | None  # _run_sweep_with_rejected_training
 
 
 @pytest.fixture(scope="module")
@@ -396,10 +422,11 @@ def outcomes(world: World, tmp_path_factory: pytest.TempPathFactory) -> Outcomes
     before = tree_digest(*shared)
     workers = min(3, (os.cpu_count() or 1) + 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        sweep = pool.submit(_run_sweep_with_rejected_training, world, base / "sweep-rejected")
         futures = {case.name: pool.submit(_run_case, case, world, base / case.name) for case in CASES}
         cases = {name: future.result() for name, future in futures.items()}
     import json as _j; Path('/tmp/rel/timings.json').write_text(_j.dumps({k: (v.seconds, v.returncode) for k, v in cases.items()}, indent=1))  # DEBUG
-    return Outcomes(cases, before, tree_digest(*shared))
+    return Outcomes(cases, before, tree_digest(*shared), sweep.result())
 
 
 def test_at_least_25_distinct_bad_inputs() -> None:
@@ -429,22 +456,15 @@ def test_inputs_shared_by_the_cases_are_unchanged(world: World, outcomes: Outcom
     assert {"done", "test_metrics.json", "train_config.yaml"} <= {p.name for p in world.good_run.iterdir()}
 
 
-def test_sweep_reports_a_rejected_training_as_such(world: World, tmp_path: Path) -> None:
+def test_sweep_reports_a_rejected_training_as_such(outcomes: Outcomes) -> None:
     """A sweep whose train.py rejects its arguments: train.py's own error line, then sweep.py's
-    last line naming the failed run, without advising to run it again to resume (a rerun would
-    fail the same way), exit non-zero, no traceback."""
-    if not (REPO / "sweep.py").is_file():
+    last line, which names the failed run and does not advise running the sweep again to resume
+    it (a rerun fails the same way); exit non-zero, no traceback."""
+    if outcomes.sweep is None:
         pytest.skip("sweep.py does not exist yet")
-    train_args = ["--config", str(PAPER / "presets" / "debug.yaml"),
-                  "--data.init_args.data_path", str(world.data), "--trainer.enable_progress_bar",
-                  "false", "--model.temperature", "0"]
-    result = subprocess.run(
-        [PYTHON, str(REPO / "sweep.py"), f"experiment={EXPERIMENT}", f"seed={SEED}",
-         f"checkpoint_root={tmp_path / 'run'}", "--", *train_args],
-        cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    lines = stderr_lines(result.stderr)
-    assert not any("Traceback" in line for line in lines), result.stderr[-3000:]
+    assert outcomes.sweep.returncode != 0
+    lines = stderr_lines(outcomes.sweep.stderr)
+    assert not any("Traceback" in line for line in lines), outcomes.sweep.stderr[-3000:]
     child = [line for line in lines if line.startswith("train.py: error: ")]
     assert len(child) == 1 and "temperature must be > 0" in child[0]
     last = lines[-1]
