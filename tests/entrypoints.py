@@ -25,41 +25,57 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
-HARMLESS_LINES = tuple(re.compile(pattern) for pattern in (
-    r"^Seed set to \d+$",
-    r"^(GPU|TPU|HPU|IPU) available: ",
-    r"^💡 Tip: ",
-    r"^`Trainer\(.*\)` was configured so ",
-    r"^`Trainer\.fit` stopped: ",
-    r"^(Restoring states|Restored all states|Loaded model weights) from the checkpoint",
-    r"^\S*/site-packages/\S+\.py:\d+: ",
-    r"^(train|synthetic_data|eval_paper|legacy|sweep|estimate|real_data|reliability"
-    r"|models\.[\w.]+): (?!error:)",
-    r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\]\[[\w.]+\]\[(INFO|WARNING)\] - ",
-))
+HARMLESS_LINES = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"^Seed set to \d+$",
+        r"^(GPU|TPU|HPU|IPU) available: ",
+        r"^💡 Tip: ",
+        r"^`Trainer\(.*\)` was configured so ",
+        r"^`Trainer\.fit` stopped: ",
+        r"^(Restoring states|Restored all states|Loaded model weights) from the checkpoint",
+        r"^\S*/site-packages/\S+\.py:\d+: ",
+        r"^(train|synthetic_data|eval_paper|legacy|sweep|estimate|real_data|reliability"
+        r"|models\.[\w.]+): (?!error:)",
+        r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\]\[[\w.]+\]\[(INFO|WARNING)\] - ",
+    )
+)
 
 
 def environment(**extra: str) -> dict[str, str]:
     """The subprocesses' environment: W&B and progress bars off, one thread (so that runs are
     bit-for-bit repeatable and two runs in parallel do not oversubscribe 2 cores)."""
     env = dict(os.environ)
-    env.update({
-        "WANDB_MODE": "disabled", "WANDB_SILENT": "true", "TQDM_DISABLE": "1",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-    })
+    env.update(
+        {
+            "WANDB_MODE": "disabled",
+            "WANDB_SILENT": "true",
+            "TQDM_DISABLE": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+        }
+    )
     env.update(extra)
     return env
 
 
 def run_entry_point(
-    prog: str, args: Sequence[str], cwd: Path | None = None, timeout: float = 300,
+    prog: str,
+    args: Sequence[str],
+    cwd: Path | None = None,
+    timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python <repo>/<prog> <args>`` and capture its output (text)."""
     return subprocess.run(
-        [PYTHON, str(REPO / prog), *args], cwd=cwd or REPO, env=env or environment(),
-        capture_output=True, text=True, timeout=timeout,
+        [PYTHON, str(REPO / prog), *args],
+        cwd=cwd or REPO,
+        env=env or environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

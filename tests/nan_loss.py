@@ -1,9 +1,9 @@
 """A test-only loss that turns non-finite on chosen training steps, selectable from YAML:
 
-    model:
-      loss:
-        class_path: tests.nan_loss.NonFiniteLoss
-        init_args: {first_bad_call: 2, every: 1, kind: gradient}
+model:
+  loss:
+    class_path: tests.nan_loss.NonFiniteLoss
+    init_args: {first_bad_call: 2, every: 1, kind: gradient}
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class NonFiniteLoss(nn.Module):
     forward(input (B, N), target (B, N)) -> scalar.
     """
 
-    def __init__(self, first_bad_call: int, every: int = 1,
-                 kind: Literal["loss", "gradient"] = "loss") -> None:
+    def __init__(
+        self, first_bad_call: int, every: int = 1, kind: Literal["loss", "gradient"] = "loss"
+    ) -> None:
         super().__init__()
         if first_bad_call < 0 or every < 1:
             raise ValueError("first_bad_call must be >= 0 and every >= 1")
