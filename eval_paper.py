@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import csv
 import functools
+import gc
 import hashlib
 import importlib.metadata
 import io
@@ -970,6 +971,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
             record = cache.get(key)
             if record is None:
                 record = evaluate_checkpoint(run, data_path, device, args.batch_size)
+                gc.collect()  # each rebuilt model and trainer holds ~75 MB until a full collection
                 cache.put(key, record)
                 evaluated += 1
             else:
@@ -1082,6 +1084,14 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     evaluation = evaluate_all(args, out)
 
     rows = evaluation.rows
+    if not any(r["source"] != SOURCE_BASELINE for r in rows):
+        # nothing is written: earlier results in --out stay as they were
+        first = evaluation.skipped[0] if evaluation.skipped else None
+        reason = f"; first: {Path(first.path).name}: {first.reason[:160]}" if first else ""
+        raise UserError(
+            f"no run could be evaluated ({len(evaluation.skipped)} skipped{reason}); "
+            "fix or remove those runs"
+        )
     table = summarize(rows)
     markdown = render_markdown(table, table_notes(evaluation), evaluation.skipped)
     atomic_write_text(out / "runs.csv", runs_csv(rows))
@@ -1101,11 +1111,6 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     print(markdown)
     log.info("%d run(s) evaluated, %d from the cache, %d skipped; results in %s",
              evaluation.evaluated, evaluation.from_cache, len(evaluation.skipped), out)
-    if not any(r["source"] != SOURCE_BASELINE for r in rows):
-        raise UserError(
-            f"no run could be evaluated ({len(evaluation.skipped)} skipped, "
-            f"see {out / 'skipped.csv'})"
-        )
     return evaluation
 
 

@@ -36,6 +36,18 @@ class UserError(Exception):
     """A mistake in the user's input: reported as one line, without a traceback."""
 
 
+class RunFailed(RuntimeError):
+    """A training run ended without its `done` marker (``returncode``: train.py's exit status).
+
+    Defined here, not in sweep.py, so that the job (run as ``__main__``) and hydra's sweeper
+    plugin (which imports ``sweep``) raise and catch one and the same class.
+    """
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file in the same directory + rename).
 

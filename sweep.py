@@ -47,6 +47,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
+from reliability import RunFailed
+
 REPO = Path(__file__).resolve().parent
 TRAIN_SCRIPT = REPO / "train.py"
 EXPERIMENTS_DIR = REPO / "paper-experiments"
@@ -66,8 +68,6 @@ class SweepError(ValueError):
     """A mistake in the sweep's settings: reported as one line, exit 2."""
 
 
-class RunFailed(RuntimeError):
-    """A training run ended without its `done` marker."""
 
 
 def known_experiments() -> list[str]:
@@ -237,7 +237,8 @@ def run_training(run: Run, cwd: Path) -> None:
         raise SystemExit(128 + signal.SIGTERM)
     raise RunFailed(
         f"{run.name}: train.py exited with status {returncode} and the run is not done "
-        f"({run.run_dir})"
+        f"({run.run_dir})",
+        returncode,
     )
 
 
@@ -378,12 +379,22 @@ class SkipDoneSweeper(BasicSweeper):
     @staticmethod
     def _report(results: list[JobReturn], runs: list[Run]) -> None:
         failed = 0
+        rejected: list[str] = []
         for result, run in zip(results, runs):
             if result.status == JobStatus.COMPLETED:
                 print(f"ok      {run.name}  {run.run_dir}")
             else:
                 failed += 1
-                print(f"FAILED  {run.name}  {result._return_value}")
+                error = result._return_value
+                if isinstance(error, RunFailed) and error.returncode == EXIT_USER_ERROR:
+                    rejected.append(run.name)
+                print(f"FAILED  {run.name}  {error}")
+        if rejected:
+            _fail(
+                f"{', '.join(rejected)}: train.py rejected its arguments (its error is above): "
+                "fix them, then run the sweep again",
+                EXIT_RUN_FAILED,
+            )
         if failed:
             _fail(
                 f"{failed} of {len(runs)} runs failed (see above); run the same command again: "

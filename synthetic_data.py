@@ -746,8 +746,9 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         expected = self._expected_sample_rate
         if rate != expected:
             raise ValueError(
-                f"{self.data_path} is sampled at {rate} Hz but sample_rate={expected}; "
-                f"pass sample_rate={rate} or use a file generated at {expected} Hz"
+                f"{self.data_path} is sampled at {rate} Hz but sample_rate={expected}; use a file "
+                f"generated at {expected} Hz, or train at {rate} Hz with --data.init_args.sample_rate "
+                f"{rate} --model.features.init_args.sample_rate {rate}"
             )
         splits = {}
         for split in SPLITS:
