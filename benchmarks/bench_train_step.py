@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "--trainer.max_steps", str(steps + args.warmup),
             "--trainer.limit_val_batches", "0",
             "--trainer.num_sanity_val_steps", "0",
-            "--trainer.enable_checkpointing", "false",
             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
             "--trainer.logger.save_dir", str(Path(tmp) / "logs"),
             "--trainer.log_every_n_steps", "20",
