@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
 from models.autoencoder import HarmonicAutoencoder
 from models.synth import upsample_linear, upsample_with_windows
 from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main
+from synthetic_data import DEFAULT_PEAK
 
 __all__ = [
     "estimate_track",
@@ -52,7 +53,7 @@ __all__ = [
     "resynthesize",
 ]
 
-PEAK = 0.9  # the training data's per-example peak (PreloadedSinusoidDataModule)
+PEAK = DEFAULT_PEAK  # the training data's per-example peak (PreloadedSinusoidDataModule)
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> HarmonicAutoencoder:

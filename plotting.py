@@ -40,26 +40,30 @@ def spectra_figure(target: torch.Tensor, resynthesis: torch.Tensor, sample_rate:
     return figure
 
 
-def f0_scatter_figure(predicted_hz: np.ndarray, true_hz: np.ndarray, title: str = "") -> Figure:
-    """Per-frame predicted against true f0 (log-log), with the identity and octave lines."""
+def draw_f0_scatter(
+    axis, predicted_hz: np.ndarray, true_hz: np.ndarray, title: str = "",
+    limits_hz: tuple[float, float] | None = None,
+) -> None:
+    """Draw per-frame predicted against true f0 (log-log) on ``axis``, with the identity and
+    octave lines; ``limits_hz`` fixes both axes (default: the data's range)."""
     predicted = np.asarray(predicted_hz, dtype=np.float64).ravel()
     true = np.broadcast_to(np.asarray(true_hz, dtype=np.float64), np.shape(predicted_hz)).ravel()
-    figure, axis = plt.subplots(figsize=(5, 5))
     axis.scatter(true, predicted, s=3, alpha=0.3)
-    lo = min(true.min(), predicted.min()) * 0.9
-    hi = max(true.max(), predicted.max()) * 1.1
-    line = np.array([lo, hi])
+    if limits_hz is None:
+        limits_hz = (min(true.min(), predicted.min()) * 0.9, max(true.max(), predicted.max()) * 1.1)
+    line = np.array(limits_hz)
     axis.plot(line, line, "k-", lw=0.8, label="identity")
     axis.plot(line, 2 * line, "k:", lw=0.8, label="octave errors")
     axis.plot(line, line / 2, "k:", lw=0.8)
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlim(lo, hi)
-    axis.set_ylim(lo, hi)
-    axis.set_xlabel("true f0 (Hz)")
-    axis.set_ylabel("predicted f0 (Hz)")
-    axis.set_title(title)
+    axis.set(xscale="log", yscale="log", xlim=limits_hz, ylim=limits_hz,
+             xlabel="true f0 (Hz)", ylabel="predicted f0 (Hz)", title=title)
     axis.legend(loc="upper left", fontsize=8)
+
+
+def f0_scatter_figure(predicted_hz: np.ndarray, true_hz: np.ndarray, title: str = "") -> Figure:
+    """Per-frame predicted against true f0 (log-log), with the identity and octave lines."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    draw_f0_scatter(axis, predicted_hz, true_hz, title)
     figure.tight_layout()
     return figure
 

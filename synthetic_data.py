@@ -58,6 +58,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 AUTHORS_SAMPLE_RATE = 16000
 DEFAULT_DATA_PATH = "data/40_1950_4096_04_1_4000_8_1_harmonic.pth"
+DEFAULT_PEAK = 0.9  # each waveform is scaled to this peak when loaded (PAPER.md)
 _RENDER_CHUNK = 64  # examples per synthesizer call: (64, 4096, 8) float64 temporaries of ~17 MB
 
 
@@ -701,7 +702,7 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         batch_size: int = 64,
         batch_size_val: int | None = None,
         num_workers: int = 0,
-        peak: float = 0.9,
+        peak: float = DEFAULT_PEAK,
         generate_if_missing: bool = True,
         sample_rate: int = 16000,
         seed: int | None = None,

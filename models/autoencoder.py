@@ -246,9 +246,8 @@ class HarmonicAutoencoder(L.LightningModule):
         if self._epoch_count == 0:
             return {}
         results = {key: value / self._epoch_count for key, value in self._epoch_sums.items()}
-        predicted = torch.cat([p for p, _ in self._epoch_f0]).double()
-        true = torch.cat([t for _, t in self._epoch_f0]).double()
-        results.update(metrics.pitch_metrics(predicted, true))
+        predicted, true = self._epoch_f0_frames()
+        results.update(metrics.pitch_metrics(predicted.double(), true.double()))
         return results
 
     def on_validation_epoch_start(self) -> None:
@@ -279,6 +278,10 @@ class HarmonicAutoencoder(L.LightningModule):
         """Per-frame (predicted, true) f0 in Hz of the last test epoch, each (N, T), in test order."""
         if not self._epoch_f0:
             raise RuntimeError("no test epoch has run; call trainer.test first")
+        return self._epoch_f0_frames()
+
+    def _epoch_f0_frames(self) -> tuple[Tensor, Tensor]:
+        """The epoch's per-frame (predicted, true) f0 in Hz, each (N, T), concatenated."""
         return (torch.cat([p for p, _ in self._epoch_f0]), torch.cat([t for _, t in self._epoch_f0]))
 
     def test_results(self) -> dict[str, float]:
@@ -315,9 +318,10 @@ class HarmonicAutoencoder(L.LightningModule):
     def _log_f0_figure(self) -> None:
         from plotting import f0_scatter_figure
 
-        predicted = torch.cat([p for p, _ in self._epoch_f0]).numpy()
-        true = torch.cat([t for _, t in self._epoch_f0]).numpy()
-        figure = f0_scatter_figure(predicted, true, title=f"validation, epoch {self.current_epoch}")
+        predicted, true = self._epoch_f0_frames()
+        figure = f0_scatter_figure(
+            predicted.numpy(), true.numpy(), title=f"validation, epoch {self.current_epoch}"
+        )
         self._save_figure(figure, "val-f0")
 
 

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from eval_paper import load_checkpoint  # noqa: E402
+from plotting import draw_f0_scatter  # noqa: E402
 from reliability import run_cli_main  # noqa: E402
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
@@ -52,15 +52,8 @@ def _f0_figure(models: dict[str, torch.nn.Module], datamodule, out: Path) -> Non
             for batch in test:
                 predicted.append(model.estimate(batch["x"])["f0_hz"])
                 true.append(batch["f0_hz"].expand_as(predicted[-1]))
-        p = torch.cat(predicted).numpy().ravel()
-        t = torch.cat(true).numpy().ravel()
-        axis.scatter(t, p, s=3, alpha=0.3)
-        line = np.array([30.0, 8000.0])
-        axis.plot(line, line, "k-", lw=0.8)
-        axis.plot(line, 2 * line, "k:", lw=0.8)
-        axis.plot(line, line / 2, "k:", lw=0.8)
-        axis.set(xscale="log", yscale="log", xlim=(30, 8000), ylim=(30, 8000),
-                 xlabel="true f0 (Hz)", ylabel="predicted f0 (Hz)", title=name)
+        draw_f0_scatter(axis, torch.cat(predicted).numpy(), torch.cat(true).numpy(), name,
+                        limits_hz=(30.0, 8000.0))
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
