@@ -8,6 +8,8 @@ windows are non-persistent buffers, so a loss's ``state_dict()`` is empty and ``
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -15,13 +17,25 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from models.spectral import STFT, cqt_frequencies, hz_to_midi
 
+try:  # The C merge kernel (csrc/sot_merge.c), built by `pip install -e .` where a compiler exists.
+    import _sot_merge
+except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
+    _sot_merge = None
+
 __all__ = [
     "LossMixture",
     "MultiScaleSpectralLoss",
     "SpectralOTLoss",
     "as_mixture",
+    "native_kernel_available",
     "wasserstein_1d",
 ]
+
+Backend = Literal["auto", "native", "torch"]
+_BACKENDS = ("auto", "native", "torch")
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+# Below this many weights per thread, one more thread costs more than it saves.
+_NATIVE_WORK_PER_THREAD = 1 << 16
 
 _REDUCTIONS = ("mean", "none")
 # Added to a frame's mass before dividing by it, so silent frames give finite values and gradients.
@@ -163,6 +177,110 @@ class _MergedW1D(torch.autograd.Function):
         return grads[0], grads[1], None, None, None
 
 
+def _native_w1d(
+    u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool, need_u: bool, need_v: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(W_p^p (M,), dW/du (M, n) or None, dW/dv (M, n) or None) from the C merge kernel.
+
+    u, v: (M, n) contiguous CPU float32/float64; x: (n,) contiguous, same dtype. The same tie order
+    and one-sided derivative as ``_MergedW1D``; levels are cumulated in double and rounded, as
+    ``torch.cumsum`` does on the CPU.
+    """
+    rows, n = u.shape
+    out = u.new_empty(rows)
+    grad_u = u.new_empty(rows, n) if need_u else None
+    grad_v = v.new_empty(rows, n) if need_v else None
+    if rows > 0:
+        threads = max(1, min(torch.get_num_threads(), rows * n // _NATIVE_WORK_PER_THREAD))
+        _sot_merge.wasserstein_1d(
+            u.data_ptr(),
+            v.data_ptr(),
+            x.data_ptr(),
+            rows,
+            n,
+            p,
+            cutoff,
+            u.dtype == torch.float64,
+            out.data_ptr(),
+            0 if grad_u is None else grad_u.data_ptr(),
+            0 if grad_v is None else grad_v.data_ptr(),
+            threads,
+        )
+    return out, grad_u, grad_v
+
+
+class _NativeW1D(torch.autograd.Function):
+    """``_native_w1d`` under autograd.
+
+    W is piecewise linear in the levels, so its gradient is known once the merge is: the forward
+    computes dW/du and dW/dv with W, and the backward only scales them by the upstream gradient.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool
+    ) -> Tensor:
+        w, grad_u, grad_v = _native_w1d(
+            u, v, x, p, cutoff, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        )
+        ctx.save_for_backward(grad_u, grad_v)
+        return w
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad_w: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        grad_u, grad_v = ctx.saved_tensors
+        scale = grad_w[:, None]
+        return (
+            None if grad_u is None else grad_u * scale,
+            None if grad_v is None else grad_v * scale,
+            None,
+            None,
+            None,
+        )
+
+
+def native_kernel_available() -> bool:
+    """True when the C merge kernel was built (``pip install -e .`` with a C compiler)."""
+    return _sot_merge is not None
+
+
+_warned_no_native = False
+
+
+def _use_native(backend: str, u: Tensor, p: float) -> bool:
+    global _warned_no_native
+    if backend == "torch":
+        return False
+    on_cpu = u.device.type == "cpu" and u.dtype in _NATIVE_DTYPES
+    if backend == "native":
+        if _sot_merge is None:
+            raise RuntimeError(
+                "backend='native' needs the C merge kernel, which is not built; reinstall with a "
+                "C compiler present (pip install -e .) or use backend='torch'"
+            )
+        if not on_cpu:
+            raise ValueError(
+                f"backend='native' runs on CPU float32/float64 only, got {u.dtype} on "
+                f"{u.device.type}; use backend='auto' or 'torch'"
+            )
+        return True
+    if not on_cpu or p == 1:
+        return False
+    if _sot_merge is None:
+        if not _warned_no_native:
+            warnings.warn(
+                "losses: the C merge kernel is not built, so SOT on the CPU uses the slower "
+                "pure-torch path; reinstall with a C compiler present (pip install -e .)",
+                stacklevel=3,
+            )
+            _warned_no_native = True
+        return False
+    return True
+
+
 def _wasserstein_1d_p1(u: Tensor, v: Tensor, x: Tensor, cutoff: bool) -> Tensor:
     """W_1 = sum_{k < n-1} |L(U_k) - L(V_k)| (x_{k+1} - x_k): the area between the two CDFs."""
     cum_u = u.cumsum(-1)[:, :-1]
@@ -182,6 +300,7 @@ def wasserstein_1d(
     positions: Tensor,
     p: float = 2.0,
     cutoff: bool = False,
+    backend: Backend = "auto",
 ) -> Tensor:
     r"""Exact W_p^p (not W_p) between weight vectors on a shared sorted 1-D support.
 
@@ -193,6 +312,10 @@ def wasserstein_1d(
         p: ground-cost exponent, p >= 1.
         cutoff: the paper's unbalanced mode: merged cumulative levels are clamped at 1, so mass
             above a total of 1 carries no cost.
+        backend: "auto" (default) runs the fused C merge kernel on CPU float32/float64 inputs with
+            p != 1 when it is built (``native_kernel_available()``) and pure torch ops otherwise;
+            "native" insists on the C kernel (any p); "torch" never uses it. All give the same
+            values (to rounding) and the same one-sided gradients.
 
     Returns:
         Tensor (...): W_p^p = \sum_m (q_m - q_{m-1}) |x[i_u(q_m)] - x[i_v(q_m)]|^p, with q_m the
@@ -208,15 +331,22 @@ def wasserstein_1d(
     one-sided derivative of the piece on which tied levels are ordered u before v and each
     distribution's levels in index order: as if every zero weight were slightly increased and v's
     tied levels sat just above u's. Under cutoff a level exactly at 1 counts as below the cutoff
-    (its derivative passes, like ``torch.clamp``). Pure torch ops: CPU and CUDA.
+    (its derivative passes, like ``torch.clamp``). The torch path runs on CPU and CUDA.
     """
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     _check_wasserstein_args(u_weights, v_weights, positions, p)
     batch_shape = u_weights.shape[:-1]
     n = u_weights.shape[-1]
     u = u_weights.reshape(-1, n).contiguous()
     v = v_weights.reshape(-1, n).contiguous()
     x = positions.to(device=u.device, dtype=u.dtype)
-    if p == 1:
+    if _use_native(backend, u, p):
+        if torch.is_grad_enabled() and (u.requires_grad or v.requires_grad):
+            w = _NativeW1D.apply(u, v, x.contiguous(), float(p), bool(cutoff))
+        else:  # no graph: skip the gradients (autograd.Function would still ask for them)
+            w = _native_w1d(u, v, x.contiguous(), float(p), bool(cutoff), False, False)[0]
+    elif p == 1:
         w = _wasserstein_1d_p1(u, v, x, cutoff)
     else:
         w = _MergedW1D.apply(u, v, x, float(p), bool(cutoff))

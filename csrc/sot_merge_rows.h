@@ -1,0 +1,103 @@
+/* One row loop of the merge kernel, for the scalar type SCALAR; included once per type by
+ * sot_merge.c, which defines SCALAR and ROWS_FUNCTION (the function's name) before each include.
+ * See sot_merge.c for the equations. */
+
+static void ROWS_FUNCTION(Job *job) {
+    typedef SCALAR T;
+    const int64_t n = job->n;
+    const T *x = (const T *)job->x;
+    const int cutoff = job->cutoff;
+    const int square = job->p == 2.0;
+    const double p = job->p;
+    const int with_grad = job->grad_u != NULL || job->grad_v != NULL;
+    /* Scratch for one row: both levels, the merged costs (2n + 1, the last one 0) and the merged
+     * position of every level. */
+    T *cu = (T *)malloc(sizeof(T) * (size_t)n);
+    T *cv = (T *)malloc(sizeof(T) * (size_t)n);
+    T *cost = (T *)malloc(sizeof(T) * (size_t)(2 * n + 1));
+    int64_t *pos_u = (int64_t *)malloc(sizeof(int64_t) * (size_t)n);
+    int64_t *pos_v = (int64_t *)malloc(sizeof(int64_t) * (size_t)n);
+    if (!cu || !cv || !cost || !pos_u || !pos_v) {
+        job->failed = 1;
+        free(cu), free(cv), free(cost), free(pos_u), free(pos_v);
+        return;
+    }
+#define LEVEL_COST(d) (square ? (d) * (d) : (T)pow(fabs((double)(d)), p))
+#define CLAMP(level) ((cutoff && (level) > (T)1) ? (T)1 : (level))
+    for (int64_t row = job->row_begin; row < job->row_end; ++row) {
+        const T *u = (const T *)job->u + row * n;
+        const T *v = (const T *)job->v + row * n;
+        double acc_u = 0.0, acc_v = 0.0;
+        for (int64_t k = 0; k < n; ++k) {
+            acc_u += (double)u[k];
+            acc_v += (double)v[k];
+            cu[k] = (T)acc_u;
+            cv[k] = (T)acc_v;
+        }
+        int64_t i = 0, j = 0, m = 0;
+        T previous = 0;
+        double w = 0.0;
+        /* Both distributions have levels left: the lookups are (i, j) whichever level is next.
+         * The positions of both are written; the later write, when a level is taken, stands. */
+        while (i < n && j < n) {
+            const T d = x[i] - x[j];
+            const T c = LEVEL_COST(d);
+            T level;
+            if (cv[j] < cu[i]) {
+                level = cv[j];
+                pos_v[j++] = m;
+            } else {
+                level = cu[i];
+                pos_u[i++] = m;
+            }
+            const T clamped = CLAMP(level);
+            w += (double)(clamped - previous) * (double)c;
+            previous = clamped;
+            cost[m++] = c;
+        }
+        /* One side is exhausted: the other's lookup is past its last level, i.e. its last bin. */
+        for (; i < n; ++i, ++m) {
+            const T d = x[i] - x[n - 1];
+            const T c = LEVEL_COST(d);
+            const T clamped = CLAMP(cu[i]);
+            w += (double)(clamped - previous) * (double)c;
+            previous = clamped;
+            cost[m] = c;
+            pos_u[i] = m;
+        }
+        for (; j < n; ++j, ++m) {
+            const T d = x[n - 1] - x[j];
+            const T c = LEVEL_COST(d);
+            const T clamped = CLAMP(cv[j]);
+            w += (double)(clamped - previous) * (double)c;
+            previous = clamped;
+            cost[m] = c;
+            pos_v[j] = m;
+        }
+        ((T *)job->out)[row] = (T)w;
+        if (!with_grad) continue;
+        cost[2 * n] = 0;
+        /* dW/dq at a level is c_m - c_{m+1} (0 above the cutoff); dW/du_k sums it over i >= k. */
+        if (job->grad_u != NULL) {
+            T *grad = (T *)job->grad_u + row * n;
+            double suffix = 0.0;
+            for (int64_t k = n - 1; k >= 0; --k) {
+                const T slope = cost[pos_u[k]] - cost[pos_u[k] + 1];
+                suffix += (cutoff && cu[k] > (T)1) ? 0.0 : (double)slope;
+                grad[k] = (T)suffix;
+            }
+        }
+        if (job->grad_v != NULL) {
+            T *grad = (T *)job->grad_v + row * n;
+            double suffix = 0.0;
+            for (int64_t k = n - 1; k >= 0; --k) {
+                const T slope = cost[pos_v[k]] - cost[pos_v[k] + 1];
+                suffix += (cutoff && cv[k] > (T)1) ? 0.0 : (double)slope;
+                grad[k] = (T)suffix;
+            }
+        }
+    }
+#undef LEVEL_COST
+#undef CLAMP
+    free(cu), free(cv), free(cost), free(pos_u), free(pos_v);
+}
