@@ -6,7 +6,11 @@ positions^p (SOT) or STFT magnitude units (MSS).
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import ot
@@ -22,11 +26,22 @@ from losses import (
     MultiScaleSpectralLoss,
     SpectralOTLoss,
     as_mixture,
+    native_kernel_available,
     wasserstein_1d,
 )
 from models.spectral import cqt_frequencies
 
 SR = 16000
+
+
+@pytest.fixture(params=["torch", "native"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both implementations of wasserstein_1d face every oracle; "auto" picks one of them.
+
+    "native" is not skipped when the C kernel is missing: ``make install`` builds it, so a
+    missing kernel is a broken install and its tests fail with the reason.
+    """
+    return request.param
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -110,17 +125,19 @@ def assert_one_line_value_error(fn, argument: str) -> None:
 
 
 @pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
-def test_matches_pot_float64(p: float) -> None:
+def test_matches_pot_float64(p: float, backend: str) -> None:
     """Unnormalized (unequal masses) random histograms with zeros: (5, 4, 60) -> (5, 4)."""
     u, v, x = random_histograms((5, 4), 60, seed=int(10 * p))
-    got = wasserstein_1d(u, v, x, p=p)
+    got = wasserstein_1d(u, v, x, p=p, backend=backend)
     assert got.shape == (5, 4) and got.dtype == torch.float64
     torch.testing.assert_close(got, pot_rows(u, v, x, p), rtol=1e-9, atol=0)
 
 
-def test_matches_scipy_for_p1() -> None:
+def test_matches_scipy_for_p1(backend: str) -> None:
     u, v, x = random_histograms((8,), 40, seed=3)
-    got = wasserstein_1d(u / u.sum(-1, keepdim=True), v / v.sum(-1, keepdim=True), x, p=1)
+    got = wasserstein_1d(
+        u / u.sum(-1, keepdim=True), v / v.sum(-1, keepdim=True), x, p=1, backend=backend
+    )
     for row in range(8):
         expected = scipy.stats.wasserstein_distance(
             x.numpy(), x.numpy(), u[row].numpy(), v[row].numpy()
@@ -129,21 +146,21 @@ def test_matches_scipy_for_p1() -> None:
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
-def test_cutoff_matches_pot_on_truncated_measures(p: float) -> None:
+def test_cutoff_matches_pot_on_truncated_measures(p: float, backend: str) -> None:
     """Masses above and below 1 (u scaled to 0.6..1.6 of v's unit mass)."""
     u, v, x = random_histograms((12,), 50, seed=int(7 * p))
     scale = torch.linspace(0.6, 1.6, 12, dtype=torch.float64)[:, None]
     u = scale * u / u.sum(-1, keepdim=True)
     v = v / v.sum(-1, keepdim=True)
-    got = wasserstein_1d(u, v, x, p=p, cutoff=True)
+    got = wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)
     u_cut, v_cut = truncate_for_cutoff(u, v)
     torch.testing.assert_close(got, pot_rows(u_cut, v_cut, x, p), rtol=1e-9, atol=1e-15)
     # The cutoff matters: with mass above 1 the uncut value differs.
-    plain = wasserstein_1d(u, v, x, p=p)
+    plain = wasserstein_1d(u, v, x, p=p, backend=backend)
     assert not torch.allclose(got[-3:], plain[-3:], rtol=1e-3)
 
 
-def test_cutoff_hand_worked() -> None:
+def test_cutoff_hand_worked(backend: str) -> None:
     """Positions x = (0, 1, 2).
 
     u = (1, 0.5, 0), v = (0, 0, 1): U = (1, 1.5, 1.5), V = (0, 0, 1). On (0, 1] u's quantile is
@@ -156,31 +173,39 @@ def test_cutoff_hand_worked() -> None:
     u = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
     v = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
     for p in (1.0, 2.0, 3.0):
-        assert float(wasserstein_1d(u, v, x, p=p)) == pytest.approx(2**p + 0.5, abs=1e-15)
-        assert float(wasserstein_1d(u, v, x, p=p, cutoff=True)) == pytest.approx(2**p, abs=1e-15)
-        assert float(wasserstein_1d(v, u, x, p=p, cutoff=True)) == pytest.approx(2**p, abs=1e-15)
+        assert float(wasserstein_1d(u, v, x, p=p, backend=backend)) == pytest.approx(
+            2**p + 0.5, abs=1e-15
+        )
+        assert float(wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)) == pytest.approx(
+            2**p, abs=1e-15
+        )
+        assert float(wasserstein_1d(v, u, x, p=p, cutoff=True, backend=backend)) == pytest.approx(
+            2**p, abs=1e-15
+        )
     short = torch.tensor([0.25, 0.25, 0.0], dtype=torch.float64)
     unit = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
     for cutoff in (False, True):
-        assert float(wasserstein_1d(short, unit, x, p=2, cutoff=cutoff)) == pytest.approx(0.75)
+        assert float(
+            wasserstein_1d(short, unit, x, p=2, cutoff=cutoff, backend=backend)
+        ) == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize("cutoff", [False, True])
 @pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
-def test_matches_reference_values(p: float, cutoff: bool) -> None:
+def test_matches_reference_values(p: float, cutoff: bool, backend: str) -> None:
     """float64 to 1e-12 and float32 to 1e-6 relative, on histograms with many zeros."""
     u, v, x = random_histograms((6, 16), 257, seed=11, zero_fraction=0.6)
     u = 1.3 * u / v.sum(-1, keepdim=True)
     v = v / v.sum(-1, keepdim=True)
     torch.testing.assert_close(
-        wasserstein_1d(u, v, x, p, cutoff),
+        wasserstein_1d(u, v, x, p, cutoff, backend=backend),
         reference_wasserstein_1d(u, v, x, p, cutoff),
         rtol=1e-12,
         atol=0,
     )
     u32, v32, x32 = u.float(), v.float(), x.float()
     torch.testing.assert_close(
-        wasserstein_1d(u32, v32, x32, p, cutoff),
+        wasserstein_1d(u32, v32, x32, p, cutoff, backend=backend),
         reference_wasserstein_1d(u32, v32, x32, p, cutoff),
         rtol=1e-6,
         atol=0,
@@ -189,12 +214,14 @@ def test_matches_reference_values(p: float, cutoff: bool) -> None:
 
 @pytest.mark.parametrize("cutoff", [False, True])
 @pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
-def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool) -> None:
+def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool, backend: str) -> None:
     u, v, x = generic_histograms((3, 5), 40, seed=5)
     u = (1.2 * u / v.sum(-1, keepdim=True)).requires_grad_()
     v = (v / v.sum(-1, keepdim=True)).requires_grad_()
     upstream = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    ours = torch.autograd.grad((wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
+    ours = torch.autograd.grad(
+        (wasserstein_1d(u, v, x, p, cutoff, backend=backend) * upstream).sum(), (u, v)
+    )
     ref = torch.autograd.grad(
         (reference_wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v)
     )
@@ -205,15 +232,17 @@ def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool) -> 
 
 @pytest.mark.parametrize("cutoff", [False, True])
 @pytest.mark.parametrize("p", [1.0, 2.0])
-def test_gradcheck(p: float, cutoff: bool) -> None:
+def test_gradcheck(p: float, cutoff: bool, backend: str) -> None:
     u, v, x = generic_histograms((2, 3), 9, seed=2)
     u = (1.1 * u / v.sum(-1, keepdim=True)).requires_grad_()
     v = (v / v.sum(-1, keepdim=True)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: wasserstein_1d(a, b, x, p, cutoff), (u, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b: wasserstein_1d(a, b, x, p, cutoff, backend=backend), (u, v)
+    )
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0])
-def test_one_sided_derivatives_at_ties(p: float) -> None:
+def test_one_sided_derivatives_at_ties(p: float, backend: str) -> None:
     """The documented choice: zero weights act as slightly increased; v's tied levels sit above u's.
 
     W_p^p is piecewise linear in the weights, so one-sided finite differences are exact.
@@ -222,11 +251,11 @@ def test_one_sided_derivatives_at_ties(p: float) -> None:
     x = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
     u = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
     v = torch.tensor([0.5, 0.375, 0.125], dtype=torch.float64, requires_grad=True)
-    grad_u, grad_v = torch.autograd.grad(wasserstein_1d(u, v, x, p=p), (u, v))
+    grad_u, grad_v = torch.autograd.grad(wasserstein_1d(u, v, x, p=p, backend=backend), (u, v))
     h = 1e-6
 
     def w(du: Tensor, dv: Tensor) -> float:
-        return float(wasserstein_1d(u.detach() + du, v.detach() + dv, x, p=p))
+        return float(wasserstein_1d(u.detach() + du, v.detach() + dv, x, p=p, backend=backend))
 
     e = torch.eye(3, dtype=torch.float64)
     zero = torch.zeros(3, dtype=torch.float64)
@@ -242,79 +271,193 @@ def test_one_sided_derivatives_at_ties(p: float) -> None:
     # A zero weight in u (U_0 = U_1): the derivative of increasing it.
     u0 = torch.tensor([0.4, 0.0, 0.6], dtype=torch.float64, requires_grad=True)
     v0 = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float64)
-    (grad_zero,) = torch.autograd.grad(wasserstein_1d(u0, v0, x, p=p), (u0,))
-    up = float(wasserstein_1d(u0.detach() + h * e[1], v0, x, p=p))
+    (grad_zero,) = torch.autograd.grad(wasserstein_1d(u0, v0, x, p=p, backend=backend), (u0,))
+    up = float(wasserstein_1d(u0.detach() + h * e[1], v0, x, p=p, backend=backend))
     assert float(grad_zero[1]) == pytest.approx(
-        (up - float(wasserstein_1d(u0.detach(), v0, x, p=p))) / h, abs=1e-6
+        (up - float(wasserstein_1d(u0.detach(), v0, x, p=p, backend=backend))) / h, abs=1e-6
     )
 
 
 def test_deterministic_mode_gives_identical_results() -> None:
-    """With torch.use_deterministic_algorithms the second rank comes from a search (same values)."""
+    """Torch path: under use_deterministic_algorithms the second rank comes from a search."""
     u, v, x = random_histograms((4, 8), 129, seed=12, dtype=torch.float32)
     u = u.requires_grad_()
-    default = wasserstein_1d(u, v, x, cutoff=True)
+    default = wasserstein_1d(u, v, x, cutoff=True, backend="torch")
     (grad_default,) = torch.autograd.grad(default.sum(), u)
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        strict = wasserstein_1d(u, v, x, cutoff=True)
+        strict = wasserstein_1d(u, v, x, cutoff=True, backend="torch")
         (grad_strict,) = torch.autograd.grad(strict.sum(), u)
     finally:
         torch.use_deterministic_algorithms(previous)
     assert torch.equal(default, strict) and torch.equal(grad_default, grad_strict)
 
 
-def test_batched_shapes_match_rowwise() -> None:
+def test_batched_shapes_match_rowwise(backend: str) -> None:
     u, v, x = random_histograms((2, 3, 4), 30, seed=8)
-    batched = wasserstein_1d(u, v, x)
+    batched = wasserstein_1d(u, v, x, backend=backend)
     assert batched.shape == (2, 3, 4)
     rows = torch.stack(
-        [wasserstein_1d(a, b, x) for a, b in zip(u.reshape(-1, 30), v.reshape(-1, 30), strict=True)]
+        [
+            wasserstein_1d(a, b, x, backend=backend)
+            for a, b in zip(u.reshape(-1, 30), v.reshape(-1, 30), strict=True)
+        ]
     )
-    assert rows.shape == (24,) and wasserstein_1d(u[0, 0, 0], v[0, 0, 0], x).shape == ()
+    assert (
+        rows.shape == (24,)
+        and wasserstein_1d(u[0, 0, 0], v[0, 0, 0], x, backend=backend).shape == ()
+    )
     torch.testing.assert_close(batched.reshape(-1), rows, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
 @pytest.mark.parametrize("cutoff", [False, True])
-def test_point_mass_shift_gives_delta_to_the_p(p: float, cutoff: bool) -> None:
+def test_point_mass_shift_gives_delta_to_the_p(p: float, cutoff: bool, backend: str) -> None:
     x = torch.linspace(0, 1, 101, dtype=torch.float64)
     u = torch.zeros(101, dtype=torch.float64)
     v = torch.zeros(101, dtype=torch.float64)
     u[20] = 1.0
     v[57] = 1.0
     expected = abs(float(x[57] - x[20])) ** p
-    assert float(wasserstein_1d(u, v, x, p=p, cutoff=cutoff)) == pytest.approx(expected, rel=1e-12)
-
-
-@pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
-def test_support_scaling_multiplies_by_c_to_the_p(p: float) -> None:
-    u, v, x = random_histograms((7,), 33, seed=4)
-    c = 3.7
-    torch.testing.assert_close(
-        wasserstein_1d(u, v, c * x, p=p), c**p * wasserstein_1d(u, v, x, p=p), rtol=1e-12, atol=0
+    assert float(wasserstein_1d(u, v, x, p=p, cutoff=cutoff, backend=backend)) == pytest.approx(
+        expected, rel=1e-12
     )
 
 
-def test_identical_weights_give_zero() -> None:
+@pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
+def test_support_scaling_multiplies_by_c_to_the_p(p: float, backend: str) -> None:
+    u, v, x = random_histograms((7,), 33, seed=4)
+    c = 3.7
+    torch.testing.assert_close(
+        wasserstein_1d(u, v, c * x, p=p, backend=backend),
+        c**p * wasserstein_1d(u, v, x, p=p, backend=backend),
+        rtol=1e-12,
+        atol=0,
+    )
+
+
+def test_identical_weights_give_zero(backend: str) -> None:
     u, _, x = random_histograms((4,), 50, seed=9)
     for p in (1.0, 2.0):
         for cutoff in (False, True):
             assert torch.equal(
-                wasserstein_1d(u, u, x, p=p, cutoff=cutoff), torch.zeros(4, dtype=torch.float64)
+                wasserstein_1d(u, u, x, p=p, cutoff=cutoff, backend=backend),
+                torch.zeros(4, dtype=torch.float64),
             )
 
 
-def test_all_zero_weights_are_finite() -> None:
+def test_all_zero_weights_are_finite(backend: str) -> None:
     x = torch.linspace(0, 1, 16, dtype=torch.float64)
     u = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
     v = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
     for p in (1.0, 2.0):
-        w = wasserstein_1d(u, v, x, p=p, cutoff=True)
+        w = wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)
         grads = torch.autograd.grad(w.sum(), (u, v))
         assert torch.equal(w, torch.zeros(2, dtype=torch.float64))
         assert all(torch.isfinite(g).all() for g in grads)
+
+
+def sot_frames(n_fft: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """(prediction, target, positions) as the SOT loss sees them: flattop power frames of
+    harmonic tones (many near-zero bins, so many tied levels in float32), prediction divided by
+    the target's mass; (3, 16, n_fft // 2 + 1) and (n_fft // 2 + 1,)."""
+    loss = SpectralOTLoss(n_fft=n_fft)
+    pred = torch.cat([harmonic(f0, 5) for f0 in (110.0, 440.0, 1500.0)]).to(dtype)
+    true = torch.cat([harmonic(f0, 2) for f0 in (220.0, 470.0, 800.0)]).to(dtype)
+    pred, true = loss.spectrum(pred), loss.spectrum(true)
+    mass = true.sum(-1, keepdim=True) + 1e-12
+    return pred / mass, true / mass, loss.positions.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_fft", [512, 2048])
+@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("p", [2.0, 1.5])
+def test_native_matches_torch_path_on_spectra(
+    p: float, cutoff: bool, n_fft: int, dtype: torch.dtype
+) -> None:
+    """Same values (to rounding) and, at p = 2, bit-identical gradients: the same tie order."""
+    pred, true, x = sot_frames(n_fft, dtype)
+    results = {}
+    for backend in ("native", "torch"):
+        u, v = pred.clone().requires_grad_(), true.clone().requires_grad_()
+        w = wasserstein_1d(u, v, x, p=p, cutoff=cutoff, backend=backend)
+        upstream = torch.linspace(0.5, 2.0, w.numel(), dtype=dtype).reshape(w.shape)
+        results[backend] = (w.detach(), *torch.autograd.grad((w * upstream).sum(), (u, v)))
+    rtol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(results["native"][0], results["torch"][0], rtol=rtol, atol=0)
+    for got, expected in zip(results["native"][1:], results["torch"][1:], strict=True):
+        assert expected.abs().max() > 1e-3
+        if p == 2.0:
+            assert torch.equal(got, expected)
+        else:  # |d|^p is rounded by libm here and by torch.pow there
+            torch.testing.assert_close(got, expected, rtol=10 * rtol, atol=10 * rtol)
+
+
+def test_native_without_graph_and_with_one_side() -> None:
+    """No graph (no_grad, or no input needs grad) gives the same values; one-sided grads too."""
+    pred, true, x = sot_frames(512, torch.float32)
+    u, v = pred.clone().requires_grad_(), true.clone().requires_grad_()
+    w = wasserstein_1d(u, v, x, cutoff=True, backend="native")
+    both = torch.autograd.grad(w.sum(), (u, v))
+    with torch.no_grad():
+        assert torch.equal(wasserstein_1d(u, v, x, cutoff=True, backend="native"), w.detach())
+    assert torch.equal(wasserstein_1d(pred, true, x, cutoff=True, backend="native"), w.detach())
+    only_u = wasserstein_1d(u, true, x, cutoff=True, backend="native")
+    only_v = wasserstein_1d(pred, v, x, cutoff=True, backend="native")
+    assert torch.equal(torch.autograd.grad(only_u.sum(), u)[0], both[0])
+    assert torch.equal(torch.autograd.grad(only_v.sum(), v)[0], both[1])
+
+
+def test_native_rows_do_not_depend_on_threads_or_layout() -> None:
+    """Rows split over threads and non-contiguous inputs give bit-identical results."""
+    u, v, x = random_histograms((64, 16), 257, seed=21, dtype=torch.float32)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = wasserstein_1d(u, v, x, cutoff=True, backend="native")
+        torch.set_num_threads(2)
+        split = wasserstein_1d(u, v, x, cutoff=True, backend="native")
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(single, split)
+    strided = wasserstein_1d(u.transpose(0, 1), v.transpose(0, 1), x, backend="native")
+    assert torch.equal(strided, wasserstein_1d(u, v, x, backend="native").transpose(0, 1))
+    empty = wasserstein_1d(u[:0], v[:0], x, backend="native")
+    assert empty.shape == (0, 16)
+
+
+def test_auto_backend_uses_the_kernel_on_cpu() -> None:
+    assert native_kernel_available(), "the C kernel is not built: run `make install`"
+    pred, true, x = sot_frames(512, torch.float32)
+    auto = wasserstein_1d(pred, true, x, cutoff=True)
+    assert torch.equal(auto, wasserstein_1d(pred, true, x, cutoff=True, backend="native"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_native_kernel_shares_torchs_openmp_runtime() -> None:
+    """The kernel loads no OpenMP runtime of its own: a second pool would spin against torch's.
+
+    Checked in a fresh process that imports only torch and losses (POT and scikit-learn, loaded
+    by other tests, bring their own vendored copies).
+    """
+    script = (
+        "import pathlib, torch, losses; assert losses.native_kernel_available();"
+        "maps = pathlib.Path('/proc/self/maps').read_text().splitlines();"
+        "print(sorted({l.split()[-1] for l in maps if l.rsplit('/', 1)[-1].startswith("
+        "('libgomp', 'libomp', 'libiomp'))}))"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, check=True
+    )
+    runtimes = ast.literal_eval(done.stdout.strip())
+    torch_lib = Path(torch.__file__).resolve().parent
+    assert len(runtimes) == 1, runtimes
+    assert Path(runtimes[0]).resolve().is_relative_to(torch_lib) or "torch" not in str(torch_lib), (
+        runtimes
+    )
 
 
 @pytest.mark.parametrize(
@@ -332,6 +475,16 @@ def test_all_zero_weights_are_finite() -> None:
         (
             lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0).flip(0)),
             "ascending",
+        ),
+        (
+            lambda: wasserstein_1d(torch.ones(5), torch.ones(5), torch.arange(5.0), backend="C"),
+            "backend",
+        ),
+        (
+            lambda: wasserstein_1d(
+                torch.ones(5).half(), torch.ones(5).half(), torch.arange(5.0), backend="native"
+            ),
+            "backend",
         ),
     ],
 )
@@ -380,7 +533,7 @@ def test_sot_matches_numpy_stft_and_pot(n_fft: int, cutoff: bool) -> None:
 
 def test_sot_log_frequency_positions() -> None:
     loss = SpectralOTLoss(n_fft=2048, log_frequency=True)
-    m = lambda f: 69 + 12 * np.log2(f / 440.0)  # noqa: E731
+    m = lambda f: 69 + 12 * np.log2(f / 440.0)
     m_low, m_top = m(32.7), m(32.7 * 2 ** (284 / 36))
     freqs = np.arange(1025) * SR / 2048
     with np.errstate(divide="ignore"):
@@ -484,7 +637,7 @@ def test_mss_matches_numpy(mag_weight: float, logmag_weight: float) -> None:
         for size in sizes:
             s_hat = np.sqrt(numpy_power_frames(pred[b].numpy(), size, size // 4, "hann"))
             s = np.sqrt(numpy_power_frames(target[b].numpy(), size, size // 4, "hann"))
-            log = lambda a: np.log(np.maximum(a, 1e-5))  # noqa: E731
+            log = lambda a: np.log(np.maximum(a, 1e-5))
             expected += (
                 mag_weight * np.abs(s - s_hat).mean()
                 + logmag_weight * np.abs(log(s) - log(s_hat)).mean()
