@@ -163,7 +163,7 @@ def _eval_root(trained_run: Path, destination: Path, n_runs: int) -> Path:
 def measure_eval(data: Path, workdir: Path, runs: tuple[int, ...]) -> dict[int, dict]:
     """Peak RSS (MB) and time of eval_paper.py over roots of ``runs`` runs."""
     root = workdir / "short"
-    trained = subprocess.run(
+    trained = subprocess.run(  # noqa: PLW1510 - the return code is checked below
         _train_command(data, root, epochs=1, batches=2),
         cwd=REPO,
         env=_environment(),

@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lightning.pytorch import Callback  # noqa: E402
+from lightning.pytorch import Callback
 
 
 class AlternatingTimer(Callback):
