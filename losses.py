@@ -429,6 +429,8 @@ class SpectralOTLoss(nn.Module):
         positions, order = torch.sort(raw, stable=True)
         self.register_buffer("positions", positions, persistent=False)
         self.register_buffer("order", order, persistent=False)
+        # Linear positions are already sorted: no re-ordering copy of every spectrum.
+        self.reorders_bins = not torch.equal(order, torch.arange(n_bins))
 
     def spectrum(self, audio: Tensor) -> Tensor:
         """Frame spectra (B, frames, F), bins in position order: power |X|^2 or magnitude |X|."""
@@ -437,7 +439,7 @@ class SpectralOTLoss(nn.Module):
             spec = torch.view_as_real(spec).square().sum(-1)
         else:
             spec = spec.abs()
-        return spec.index_select(-1, self.order)
+        return spec.index_select(-1, self.order) if self.reorders_bins else spec
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """SOT between prediction ``input`` and ``target``, both (B, N) waveforms."""

@@ -11,6 +11,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 __all__ = [
     "HarmonicSynth",
@@ -57,12 +58,10 @@ def upsample_with_windows(x: Tensor, n_samples: int) -> Tensor:
         )
     hop = n_samples // n_frames
     window = _periodic_hann(2 * hop, x.dtype, x.device)
-    rise, fall = window[:hop], window[hop:]
-    x_end = torch.cat([x, x[:, -1:, :]], dim=1)
-    blocks = (
-        x_end[:, :-1, None, :] * fall[None, None, :, None]
-        + x_end[:, 1:, None, :] * rise[None, None, :, None]
-    )
+    rise = window[:hop, None]
+    x_next = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+    # x[t] * fall + x[t + 1] * rise with fall = 1 - rise (sin^2 + cos^2), as one fused lerp.
+    blocks = torch.lerp(x[:, :, None, :], x_next[:, :, None, :], rise)
     return blocks.reshape(x.shape[0], n_samples, x.shape[2])
 
 
@@ -87,9 +86,39 @@ def remove_above_nyquist(amplitudes: Tensor, frequencies: Tensor, sample_rate: f
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
-    return torch.where(
-        frequencies >= sample_rate / 2.0, torch.zeros_like(amplitudes), amplitudes
-    )
+    return torch.where(frequencies >= sample_rate / 2.0, 0.0, amplitudes)
+
+
+class _HarmonicSum(torch.autograd.Function):
+    """y[n] = sum_k a_k[n] sin(k phi[n]) from phi (B, N) float64 in [0, 2 pi) and a (B, N, K).
+
+    k * phi is wrapped to [0, 2 pi) in float64 and cast to a's dtype before the sine. Forward
+    saves sin and cos of the harmonic phases; backward is dy/da_k = sin(k phi) and
+    dy/dphi = sum_k k a_k cos(k phi): four passes over (B, N, K) instead of autograd's eight.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, phase: Tensor, amplitudes: Tensor) -> Tensor:  # type: ignore[override]
+        n_harmonics = amplitudes.shape[-1]
+        k = torch.arange(1, n_harmonics + 1, device=phase.device, dtype=torch.float64)
+        # phase >= 0 and k > 0, so fmod is the remainder; done in place on the float64 product.
+        harmonic_phase = (phase[..., None] * k).fmod_(2.0 * math.pi).to(amplitudes.dtype)
+        sines = torch.sin(harmonic_phase)
+        needs_phase_grad = ctx.needs_input_grad[0]
+        cosines = torch.cos_(harmonic_phase) if needs_phase_grad else None
+        ctx.save_for_backward(sines, cosines, amplitudes if needs_phase_grad else None)
+        return (amplitudes * sines).sum(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        sines, cosines, amplitudes = ctx.saved_tensors
+        grad_amplitudes = grad[..., None] * sines if ctx.needs_input_grad[1] else None
+        grad_phase = None
+        if cosines is not None:
+            k = torch.arange(1, sines.shape[-1] + 1, device=sines.device, dtype=sines.dtype)
+            grad_phase = ((amplitudes * k).mul_(cosines).sum(-1) * grad).to(torch.float64)
+        return grad_phase, grad_amplitudes
 
 
 def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: float) -> Tensor:
@@ -98,8 +127,8 @@ def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: flo
     f0_hz: (B, N, 1) fundamental in Hz at audio rate; amplitudes: (B, N, K) for harmonics
     k = 1..K (mask above-Nyquist partials beforehand). phi[n] = sum_{m<=n} 2 pi f0[m] / sr,
     so the first sample already has phase 2 pi f0[0] / sr. phi is accumulated in float64 and
-    k * phi is wrapped to [0, 2 pi) in float64 before the cast back to f0_hz's dtype, so long
-    signals keep their phase; gradients flow to f0_hz and amplitudes.
+    k * phi is wrapped to [0, 2 pi) in float64 before the cast to the amplitudes' dtype, so long
+    signals keep their phase; gradients flow to f0_hz and amplitudes (an analytic backward).
     Returns (B, N) in the promoted dtype of the inputs.
     """
     if f0_hz.ndim != 3 or f0_hz.shape[-1] != 1:
@@ -110,11 +139,10 @@ def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: flo
             f"got {tuple(amplitudes.shape)}"
         )
     two_pi = 2.0 * math.pi
-    omega = f0_hz.to(torch.float64) * (two_pi / sample_rate)
+    omega = f0_hz[..., 0].to(torch.float64) * (two_pi / sample_rate)
     phase = torch.remainder(torch.cumsum(omega, dim=1), two_pi)
-    k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=torch.float64)
-    harmonic_phase = torch.remainder(phase * k, two_pi).to(f0_hz.dtype)
-    return (amplitudes * torch.sin(harmonic_phase)).sum(dim=-1)
+    dtype = torch.promote_types(f0_hz.dtype, amplitudes.dtype)
+    return _HarmonicSum.apply(phase, amplitudes.to(dtype))
 
 
 def roll_off_magnitudes(
