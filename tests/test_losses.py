@@ -10,6 +10,7 @@ import ast
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -433,6 +434,23 @@ def test_auto_backend_uses_the_kernel_on_cpu() -> None:
     pred, true, x = sot_frames(512, torch.float32)
     auto = wasserstein_1d(pred, true, x, cutoff=True)
     assert torch.equal(auto, wasserstein_1d(pred, true, x, cutoff=True, backend="native"))
+
+
+def test_without_the_kernel_auto_falls_back_with_one_warning(monkeypatch) -> None:
+    import losses
+
+    pred, true, x = sot_frames(512, torch.float32)
+    expected = wasserstein_1d(pred, true, x, cutoff=True, backend="torch")
+    monkeypatch.setattr(losses, "_sot_merge", None)
+    monkeypatch.setattr(losses, "_warned_no_native", False)
+    with pytest.warns(UserWarning, match="C merge kernel is not built"):
+        first = wasserstein_1d(pred, true, x, cutoff=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = wasserstein_1d(pred, true, x, cutoff=True)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    with pytest.raises(RuntimeError, match="backend='torch'"):
+        wasserstein_1d(pred, true, x, backend="native")
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
