@@ -342,10 +342,11 @@ def wasserstein_1d(
     v = v_weights.reshape(-1, n).contiguous()
     x = positions.to(device=u.device, dtype=u.dtype)
     if _use_native(backend, u, p):
+        x = x.contiguous()
         if torch.is_grad_enabled() and (u.requires_grad or v.requires_grad):
-            w = _NativeW1D.apply(u, v, x.contiguous(), float(p), bool(cutoff))
+            w = _NativeW1D.apply(u, v, x, float(p), bool(cutoff))
         else:  # no graph: skip the gradients (autograd.Function would still ask for them)
-            w = _native_w1d(u, v, x.contiguous(), float(p), bool(cutoff), False, False)[0]
+            w = _native_w1d(u, v, x, float(p), bool(cutoff), False, False)[0]
     elif p == 1:
         w = _wasserstein_1d_p1(u, v, x, cutoff)
     else:

@@ -55,44 +55,35 @@ static void ROWS_FUNCTION(Job *job) {
             previous = clamped;
             cost[m++] = c;
         }
-        /* One side is exhausted: the other's lookup is past its last level, i.e. its last bin. */
-        for (; i < n; ++i, ++m) {
-            const T d = x[i] - x[n - 1];
+        /* One side is exhausted: the other's lookup is past its last level, i.e. its last bin
+         * (|x_k - x_{n-1}|^p for the side that is left, whichever it is). */
+        const int u_left = i < n;
+        const T *left_levels = u_left ? cu : cv;
+        int64_t *left_pos = u_left ? pos_u : pos_v;
+        for (int64_t k = u_left ? i : j; k < n; ++k, ++m) {
+            const T d = x[k] - x[n - 1];
             const T c = LEVEL_COST(d);
-            const T clamped = CLAMP(cu[i]);
+            const T clamped = CLAMP(left_levels[k]);
             w += (double)(clamped - previous) * (double)c;
             previous = clamped;
             cost[m] = c;
-            pos_u[i] = m;
-        }
-        for (; j < n; ++j, ++m) {
-            const T d = x[n - 1] - x[j];
-            const T c = LEVEL_COST(d);
-            const T clamped = CLAMP(cv[j]);
-            w += (double)(clamped - previous) * (double)c;
-            previous = clamped;
-            cost[m] = c;
-            pos_v[j] = m;
+            left_pos[k] = m;
         }
         ((T *)job->out)[row] = (T)w;
         if (!with_grad) continue;
         cost[2 * n] = 0;
-        /* dW/dq at a level is c_m - c_{m+1} (0 above the cutoff); dW/du_k sums it over i >= k. */
-        if (job->grad_u != NULL) {
-            T *grad = (T *)job->grad_u + row * n;
+        /* dW/dq at a level is c_m - c_{m+1} (0 above the cutoff); dW/du_k sums it over i >= k,
+         * and likewise for v. */
+        T *grads[2] = {(T *)job->grad_u, (T *)job->grad_v};
+        const T *levels[2] = {cu, cv};
+        const int64_t *positions[2] = {pos_u, pos_v};
+        for (int side = 0; side < 2; ++side) {
+            if (grads[side] == NULL) continue;
+            T *grad = grads[side] + row * n;
             double suffix = 0.0;
             for (int64_t k = n - 1; k >= 0; --k) {
-                const T slope = cost[pos_u[k]] - cost[pos_u[k] + 1];
-                suffix += (cutoff && cu[k] > (T)1) ? 0.0 : (double)slope;
-                grad[k] = (T)suffix;
-            }
-        }
-        if (job->grad_v != NULL) {
-            T *grad = (T *)job->grad_v + row * n;
-            double suffix = 0.0;
-            for (int64_t k = n - 1; k >= 0; --k) {
-                const T slope = cost[pos_v[k]] - cost[pos_v[k] + 1];
-                suffix += (cutoff && cv[k] > (T)1) ? 0.0 : (double)slope;
+                const T slope = cost[positions[side][k]] - cost[positions[side][k] + 1];
+                suffix += (cutoff && levels[side][k] > (T)1) ? 0.0 : (double)slope;
                 grad[k] = (T)suffix;
             }
         }

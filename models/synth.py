@@ -101,20 +101,25 @@ class _HarmonicSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, phase: Tensor, amplitudes: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, phase: Tensor, amplitudes: Tensor, grad_enabled: bool
+    ) -> Tensor:
         n_harmonics = amplitudes.shape[-1]
         k = torch.arange(1, n_harmonics + 1, device=phase.device, dtype=torch.float64)
         # phase >= 0 and k > 0, so fmod is the remainder; done in place on the float64 product.
         harmonic_phase = (phase[..., None] * k).fmod_(2.0 * math.pi).to(amplitudes.dtype)
         sines = torch.sin(harmonic_phase)
-        needs_phase_grad = ctx.needs_input_grad[0]
+        # needs_input_grad is True even under no_grad, hence the caller's grad mode.
+        needs_phase_grad = grad_enabled and ctx.needs_input_grad[0]
         cosines = torch.cos_(harmonic_phase) if needs_phase_grad else None
         ctx.save_for_backward(sines, cosines, amplitudes if needs_phase_grad else None)
         return (amplitudes * sines).sum(-1)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None]:
         sines, cosines, amplitudes = ctx.saved_tensors
         grad_amplitudes = grad[..., None] * sines if ctx.needs_input_grad[1] else None
         grad_phase = None
@@ -124,7 +129,7 @@ class _HarmonicSum(torch.autograd.Function):
             k = torch.arange(1, sines.shape[-1] + 1, device=sines.device, dtype=torch.float64)
             grad_harmonic = (grad[..., None] * amplitudes).mul_(cosines).to(torch.float64)
             grad_phase = grad_harmonic.mul_(k).sum(-1)
-        return grad_phase, grad_amplitudes
+        return grad_phase, grad_amplitudes, None
 
 
 def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: float) -> Tensor:
@@ -148,7 +153,7 @@ def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: flo
     omega = f0_hz[..., 0].to(torch.float64) * (two_pi / sample_rate)
     phase = torch.remainder(torch.cumsum(omega, dim=1), two_pi)
     dtype = torch.promote_types(f0_hz.dtype, amplitudes.dtype)
-    return _HarmonicSum.apply(phase, amplitudes.to(dtype))
+    return _HarmonicSum.apply(phase, amplitudes.to(dtype), torch.is_grad_enabled())
 
 
 def roll_off_magnitudes(
