@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from models.autoencoder import HarmonicAutoencoder
-from models.synth import upsample_linear, upsample_with_windows
+from models.synth import remove_above_nyquist, upsample_linear, upsample_with_windows
 from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main
 from synthetic_data import DEFAULT_PEAK
 
@@ -182,14 +182,17 @@ def resynthesize(
 
     f0_hz: (T,) Hz; amplitudes: (T, K). Equal (to float64 rounding) to
     ``model.decode(f0_hz[None], amplitudes[None], T * hop)[0]`` in float64, using memory for
-    ``block_frames`` frames at a time: each block's controls are upsampled with two frames of
-    context (as the synthesizer upsamples them), rendered with one hop of margin on each side
+    ``block_frames`` frames at a time: harmonics at or above Nyquist are zeroed per control
+    frame (as the synthesizer does first), each block's controls are upsampled with two frames
+    of context (as the synthesizer upsamples them), rendered with one hop of margin on each side
     (for its roll-off filter) by ``model.decode`` at one control frame per sample, after a
     silent first sample whose frequency sets the running phase. Returns float32 (T * hop,).
     """
     hop, rate = model.hop_length, model.sample_rate
     f0 = torch.as_tensor(f0_hz, dtype=torch.float64, device=model.device).reshape(1, -1, 1)
     amps = torch.as_tensor(amplitudes, dtype=torch.float64, device=model.device)[None]
+    k = torch.arange(1, amps.shape[-1] + 1, dtype=torch.float64, device=model.device)
+    amps = remove_above_nyquist(amps, f0 * k, rate)
     n_frames = f0.shape[1]
     out = np.empty(n_frames * hop, dtype=np.float32)
     phase = 0.0  # sum of 2 pi f / rate over the samples before the current block, mod 2 pi

@@ -33,6 +33,10 @@ __all__ = [
 
 Backend = Literal["auto", "native", "torch"]
 _BACKENDS = ("auto", "native", "torch")
+CutoffRule = Literal["drop", "clip"]
+_CUTOFF_RULES = ("drop", "clip")
+# How levels above 1 are treated, as the C kernel numbers them (csrc/sot_merge.c).
+_NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP = 0, 1, 2
 _NATIVE_DTYPES = (torch.float32, torch.float64)
 # Below this many weights per thread, one more thread costs more than it saves.
 _NATIVE_WORK_PER_THREAD = 1 << 16
@@ -90,20 +94,23 @@ def _level_cost_into(out: Tensor, d: Tensor, p: float) -> None:
 class _MergedW1D(torch.autograd.Function):
     """W_p^p through the rank merge of the two cumulative sums, with an O(n) analytic backward.
 
-    u, v: (M, n) contiguous; x: (n,). The 2n levels U_i = cumsum(u)_i, V_j = cumsum(v)_j are
-    ordered by value, ties broken with U before V and each in index order. In that order U_i
-    follows r_i = #{V < U_i} levels of v (one ``searchsorted``) and V_j follows
-    s_j = #{U <= V_j} = #{i : r_i <= j} levels of u (a histogram of r, no second search); its
-    predecessor is max(U_{i-1}, V_{r_i - 1}), resp. max(V_{j-1}, U_{s_j - 1}). The interval ending
-    at a level q has the quantile lookups #{U < q}, #{V < q} (clipped to n - 1), i.e. (i, r_i)
-    for U_i and (s_j, j) for V_j. With L(q) = min(q, 1) under cutoff (else q):
-        W = sum_m (L(q_m) - L(q_{m-1})) c_m = sum_m L(q_m) (c_m - c_{m+1}),  c_m = |x_a - x_b|^p,
-    so dW/dq_m = L'(q_m) (c_m - c_{m+1}) and dW/du_k = sum_{i >= k} dW/dU_i.
+    u, v: (M, n) contiguous; x: (n,); cutoff: _NO_CUTOFF, _CUTOFF_DROP or _CUTOFF_CLIP. The 2n
+    levels U_i = cumsum(u)_i, V_j = cumsum(v)_j are ordered by value, ties broken with U before
+    V and each in index order. In that order U_i follows r_i = #{V < U_i} levels of v (one
+    ``searchsorted``) and V_j follows s_j = #{U <= V_j} = #{i : r_i <= j} levels of u (a
+    histogram of r, no second search); its predecessor is max(U_{i-1}, V_{r_i - 1}), resp.
+    max(V_{j-1}, U_{s_j - 1}). The interval ending at a level q has the quantile lookups
+    #{U < q}, #{V < q} (clipped to n - 1), i.e. (i, r_i) for U_i and (s_j, j) for V_j, and the
+    cost c_m = |x_a - x_b|^p. Then, with q_0 = 0,
+        W = sum_m (L(q_m) - L(q_{m-1})) c'_m = sum_m L(q_m) (c'_m - c'_{m+1}):
+    no cutoff: L(q) = q, c' = c; drop (the paper's): L(q) = q, c'_m = c_m [q_m <= 1] (every
+    interval ending above 1 costs nothing); clip: L(q) = min(q, 1), c' = c. So
+    dW/dq_m = L'(q_m) (c'_m - c'_{m+1}) and dW/du_k = sum_{i >= k} dW/dU_i.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool
+        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: int
     ) -> Tensor:
         rows, n = u.shape
         cum_u = u.cumsum(-1)
@@ -115,12 +122,12 @@ class _MergedW1D(torch.autograd.Function):
         else:
             counts = torch.zeros(rows, n + 1, dtype=r.dtype, device=r.device)
             s = counts.scatter_add_(-1, r, torch.ones_like(r)).cumsum_(-1)[:, :n]
-        # Levels (clamped at 1 under cutoff) with a leading 0: padded[:, k] is level k - 1.
+        # L(levels) with a leading 0: padded[:, k] is level k - 1.
         padded_u = cum_u.new_empty(rows, n + 1)
         padded_v = cum_v.new_empty(rows, n + 1)
         padded_u[:, 0] = 0.0
         padded_v[:, 0] = 0.0
-        if cutoff:
+        if cutoff == _CUTOFF_CLIP:
             torch.clamp(cum_u, max=1.0, out=padded_u[:, 1:])
             torch.clamp(cum_v, max=1.0, out=padded_v[:, 1:])
         else:
@@ -139,12 +146,16 @@ class _MergedW1D(torch.autograd.Function):
         cost_v[:, n] = 0.0
         _level_cost_into(cost_u[:, :n], x_ext.gather(-1, r).sub_(x), p)
         _level_cost_into(cost_v[:, :n], x_ext.gather(-1, s).sub_(x), p)
+        if cutoff == _CUTOFF_DROP:
+            cost_u[:, :n].mul_(cum_u <= 1.0)
+            cost_v[:, :n].mul_(cum_v <= 1.0)
         w = torch.linalg.vecdot(delta_u, cost_u[:, :n]) + torch.linalg.vecdot(
             delta_v, cost_v[:, :n]
         )
-        # Under cutoff the backward masks levels above 1, so it needs the levels.
-        ctx.save_for_backward(r, s, cost_u, cost_v, *((cum_u, cum_v) if cutoff else ()))
-        ctx.cutoff = cutoff
+        # Clipping makes L' = 0 above 1, so the backward needs the levels.
+        clip = cutoff == _CUTOFF_CLIP
+        ctx.save_for_backward(r, s, cost_u, cost_v, *((cum_u, cum_v) if clip else ()))
+        ctx.clip = clip
         return w
 
     @staticmethod
@@ -170,7 +181,7 @@ class _MergedW1D(torch.autograd.Function):
             successor = cost_other.gather(-1, rank).mul_(1.0 - next_is_own)
             successor.addcmul_(cost_own[:, 1:], next_is_own)
             grad_levels = torch.sub(cost_own[:, :n], successor, out=successor)
-            if ctx.cutoff:
+            if ctx.clip:
                 grad_levels.mul_(levels[side] <= 1.0)
             grad = grad_levels.flip(-1).cumsum_(-1).flip(-1)
             grads.append(grad.mul_(grad_w[:, None]))
@@ -178,13 +189,13 @@ class _MergedW1D(torch.autograd.Function):
 
 
 def _native_w1d(
-    u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool, need_u: bool, need_v: bool
+    u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: int, need_u: bool, need_v: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(W_p^p (M,), dW/du (M, n) or None, dW/dv (M, n) or None) from the C merge kernel.
 
-    u, v: (M, n) contiguous CPU float32/float64; x: (n,) contiguous, same dtype. The same tie order
-    and one-sided derivative as ``_MergedW1D``; levels are cumulated in double and rounded, as
-    ``torch.cumsum`` does on the CPU.
+    u, v: (M, n) contiguous CPU float32/float64; x: (n,) contiguous, same dtype; cutoff as in
+    ``_MergedW1D``. The same tie order and one-sided derivative as ``_MergedW1D``; levels are
+    cumulated in double and rounded, as ``torch.cumsum`` does on the CPU.
     """
     rows, n = u.shape
     out = u.new_empty(rows)
@@ -218,7 +229,7 @@ class _NativeW1D(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: bool
+        ctx: FunctionCtx, u: Tensor, v: Tensor, x: Tensor, p: float, cutoff: int
     ) -> Tensor:
         w, grad_u, grad_v = _native_w1d(
             u, v, x, p, cutoff, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -250,7 +261,8 @@ def native_kernel_available() -> bool:
 _warned_no_native = False
 
 
-def _use_native(backend: str, u: Tensor, p: float) -> bool:
+def _use_native(backend: str, u: Tensor, closed_form: bool) -> bool:
+    """Whether the C kernel computes this call; ``closed_form``: "auto" prefers the p = 1 form."""
     global _warned_no_native
     if backend == "torch":
         return False
@@ -267,7 +279,7 @@ def _use_native(backend: str, u: Tensor, p: float) -> bool:
                 f"{u.device.type}; use backend='auto' or 'torch'"
             )
         return True
-    if not on_cpu or p == 1:
+    if not on_cpu or closed_form:
         return False
     if _sot_merge is None:
         if not _warned_no_native:
@@ -281,11 +293,14 @@ def _use_native(backend: str, u: Tensor, p: float) -> bool:
     return True
 
 
-def _wasserstein_1d_p1(u: Tensor, v: Tensor, x: Tensor, cutoff: bool) -> Tensor:
-    """W_1 = sum_{k < n-1} |L(U_k) - L(V_k)| (x_{k+1} - x_k): the area between the two CDFs."""
+def _wasserstein_1d_p1(u: Tensor, v: Tensor, x: Tensor, clip: bool) -> Tensor:
+    """W_1 = sum_{k < n-1} |L(U_k) - L(V_k)| (x_{k+1} - x_k): the area between the two CDFs.
+
+    L(q) = min(q, 1) with ``clip``, else q. (The "drop" cutoff has no such form.)
+    """
     cum_u = u.cumsum(-1)[:, :-1]
     cum_v = v.cumsum(-1)[:, :-1]
-    if cutoff:
+    if clip:
         cum_u = cum_u.clamp(max=1.0)
         cum_v = cum_v.clamp(max=1.0)
     diff = cum_u - cum_v
@@ -301,6 +316,7 @@ def wasserstein_1d(
     p: float = 2.0,
     cutoff: bool = False,
     backend: Backend = "auto",
+    cutoff_rule: CutoffRule = "drop",
 ) -> Tensor:
     r"""Exact W_p^p (not W_p) between weight vectors on a shared sorted 1-D support.
 
@@ -310,20 +326,25 @@ def wasserstein_1d(
         positions: (n,) ascending support (e.g. normalized frequency, unitless; checked when on
             CPU); no gradient.
         p: ground-cost exponent, p >= 1.
-        cutoff: the paper's unbalanced mode: merged cumulative levels are clamped at 1, so mass
-            above a total of 1 carries no cost.
-        backend: "auto" (default) runs the fused C merge kernel on CPU float32/float64 inputs with
-            p != 1 when it is built (``native_kernel_available()``) and pure torch ops otherwise;
-            "native" insists on the C kernel (any p); "torch" never uses it. All give the same
-            values (to rounding) and the same one-sided gradients.
+        cutoff: the paper's unbalanced mode: transport above a cumulative level of 1 is free.
+        backend: "auto" (default) runs the fused C merge kernel on CPU float32/float64 inputs
+            when it is built (``native_kernel_available()``), except where the p = 1 closed form
+            applies, and pure torch ops otherwise; "native" insists on the C kernel; "torch"
+            never uses it. All give the same values (to rounding) and the same one-sided
+            gradients.
+        cutoff_rule: how ``cutoff`` treats levels above 1. "drop" (default, the paper's, as the
+            authors compute it): every merged interval (q_{m-1}, q_m] whose upper level q_m
+            exceeds 1 in the working dtype costs nothing, the whole interval. "clip" (not the
+            paper's): each interval is clipped at exactly 1, q -> min(q, 1).
 
     Returns:
         Tensor (...): W_p^p = \sum_m (q_m - q_{m-1}) |x[i_u(q_m)] - x[i_v(q_m)]|^p, with q_m the
-        sorted merge of cumsum(u) and cumsum(v) (q_0 = 0; q_m -> min(q_m, 1) under cutoff) and
-        i(q) = searchsorted(cumsum, q, side="left") clipped to n - 1 (a lookup past a
-        distribution's total mass lands on the last bin). Same values as POT's
-        ``ot.wasserstein_1d(positions, positions, u, v, p)`` (no cutoff). For p = 1 the closed
-        form \sum_k |L(U_k) - L(V_k)| (x_{k+1} - x_k) is used.
+        sorted merge of cumsum(u) and cumsum(v) (q_0 = 0), i(q) = searchsorted(cumsum, q,
+        side="left") clipped to n - 1 (a lookup past a distribution's total mass lands on the
+        last bin), and under cutoff the terms with q_m > 1 left out ("drop") or q_m -> min(q_m, 1)
+        ("clip"). Same values as POT's ``ot.wasserstein_1d(positions, positions, u, v, p)`` (no
+        cutoff). For p = 1 without "drop" the closed form
+        \sum_k |L(U_k) - L(V_k)| (x_{k+1} - x_k) is used (L(q) = min(q, 1) when clipping).
 
     Gradients (both weights; an O(n) analytic backward, no sort): W_p^p is piecewise linear in the
     cumulative levels and not differentiable where levels tie (U_i = V_j, or a zero weight making
@@ -331,26 +352,32 @@ def wasserstein_1d(
     one-sided derivative of the piece on which tied levels are ordered u before v and each
     distribution's levels in index order: as if every zero weight were slightly increased and v's
     tied levels sat just above u's. Under cutoff a level exactly at 1 counts as below the cutoff
-    (its derivative passes, like ``torch.clamp``). The torch path runs on CPU and CUDA.
+    (kept by "drop"; its derivative passes under "clip", like ``torch.clamp``). Dropping an
+    interval is a jump of W at q_m = 1, where the derivative is that of the side it is on.
+    The torch path runs on CPU and CUDA.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if cutoff_rule not in _CUTOFF_RULES:
+        raise ValueError(f"cutoff_rule must be one of {_CUTOFF_RULES}, got {cutoff_rule!r}")
     _check_wasserstein_args(u_weights, v_weights, positions, p)
     batch_shape = u_weights.shape[:-1]
     n = u_weights.shape[-1]
     u = u_weights.reshape(-1, n).contiguous()
     v = v_weights.reshape(-1, n).contiguous()
     x = positions.to(device=u.device, dtype=u.dtype)
-    if _use_native(backend, u, p):
+    mode = _NO_CUTOFF if not cutoff else _CUTOFF_DROP if cutoff_rule == "drop" else _CUTOFF_CLIP
+    closed_form = p == 1 and mode != _CUTOFF_DROP
+    if _use_native(backend, u, closed_form):
         x = x.contiguous()
         if torch.is_grad_enabled() and (u.requires_grad or v.requires_grad):
-            w = _NativeW1D.apply(u, v, x, float(p), bool(cutoff))
+            w = _NativeW1D.apply(u, v, x, float(p), mode)
         else:  # no graph: skip the gradients (autograd.Function would still ask for them)
-            w = _native_w1d(u, v, x, float(p), bool(cutoff), False, False)[0]
-    elif p == 1:
-        w = _wasserstein_1d_p1(u, v, x, cutoff)
+            w = _native_w1d(u, v, x, float(p), mode, False, False)[0]
+    elif closed_form:
+        w = _wasserstein_1d_p1(u, v, x, clip=mode == _CUTOFF_CLIP)
     else:
-        w = _MergedW1D.apply(u, v, x, float(p), bool(cutoff))
+        w = _MergedW1D.apply(u, v, x, float(p), mode)
     return w.reshape(batch_shape)
 
 
@@ -386,8 +413,11 @@ class SpectralOTLoss(nn.Module):
     (midi(f_k) - midi(32.7)) / (midi(f_top) - midi(32.7)), f_top the top CQT bin at
     ``sample_rate`` and midi(0 Hz) = 0, bins re-sorted by position (DC lands above bin 1 at
     n_fft 2048). Normalization: with ``cutoff`` the target is divided by its own mass and the
-    prediction by the target's mass, and ``wasserstein_1d(..., cutoff=True)``; without, each by
-    its own mass. ``MASS_EPS`` (1e-12) is added to masses so silent frames stay finite.
+    prediction by the target's mass, and ``wasserstein_1d(..., cutoff=True, cutoff_rule=...)``:
+    "drop" (default, the paper's) gives no cost to every merged interval whose upper level
+    exceeds 1, "clip" (an explicit variant, not the paper's) clips the intervals at 1. Without
+    cutoff ("NoCut") each spectrum is divided by its own mass. ``MASS_EPS`` (1e-12) is added to
+    masses so silent frames stay finite.
 
     ``forward(input (B, N), target (B, N))`` (input = prediction): a scalar, the mean of W_p^p
     over frames and batch ("mean"), or (B,), the mean over frames ("none").
@@ -407,15 +437,19 @@ class SpectralOTLoss(nn.Module):
         p: float = 2.0,
         sample_rate: int = 16000,
         reduction: str = "mean",
+        cutoff_rule: CutoffRule = "drop",
     ) -> None:
         super().__init__()
         if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 1):
             raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+        if cutoff_rule not in _CUTOFF_RULES:
+            raise ValueError(f"cutoff_rule must be one of {_CUTOFF_RULES}, got {cutoff_rule!r}")
         _check_reduction(reduction)
         self.stft = STFT(n_fft, hop_length, window=window, normalized=True, sample_rate=sample_rate)
         self.power = power
         self.log_frequency = log_frequency
         self.cutoff = cutoff
+        self.cutoff_rule = cutoff_rule
         self.p = float(p)
         self.reduction = reduction
         n_bins = n_fft // 2 + 1
@@ -450,7 +484,8 @@ class SpectralOTLoss(nn.Module):
         true_mass = true.sum(-1, keepdim=True) + MASS_EPS
         pred_mass = true_mass if self.cutoff else pred.sum(-1, keepdim=True) + MASS_EPS
         w = wasserstein_1d(
-            pred / pred_mass, true / true_mass, self.positions, p=self.p, cutoff=self.cutoff
+            pred / pred_mass, true / true_mass, self.positions, p=self.p, cutoff=self.cutoff,
+            cutoff_rule=self.cutoff_rule,
         )
         per_example = w.mean(-1)
         return per_example.mean() if self.reduction == "mean" else per_example

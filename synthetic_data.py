@@ -690,7 +690,8 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         sample_rate: expected sample rate (Hz); a file with another one raises ValueError.
         seed: seed of the training shuffle (None: the global seed, i.e. ``seed_everything``);
             a new permutation each epoch, a function of (seed, epoch) only.
-        shuffle: shuffle the training split.
+        shuffle: shuffle the training split each epoch. Off by default, as the authors' loader
+            (a plain ``DataLoader``): every epoch then has the same batches in the same order.
 
     Batches: {"x": (B, N) float32, "f0_hz": (B, 1) or (B, T) Hz, "weights": (B, K),
     "index": (B,) int64 index in the split}.
@@ -706,7 +707,7 @@ class PreloadedSinusoidDataModule(L.LightningDataModule):
         generate_if_missing: bool = True,
         sample_rate: int = 16000,
         seed: int | None = None,
-        shuffle: bool = True,
+        shuffle: bool = False,
     ) -> None:
         super().__init__()
         _check_int(batch_size, "batch_size", 1)

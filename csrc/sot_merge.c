@@ -7,13 +7,16 @@
  *   dtype, as torch.cumsum does on the CPU), merged by value with ties taken U before V, each in
  *   index order. The merged level q_m comes with the quantile lookups (a, b) = (i, #V emitted)
  *   for U_i and (#U emitted, j) for V_j, clipped to n - 1, and the cost c_m = |x_a - x_b|^p.
- *   With L(q) = min(q, 1) under cutoff (else q):
- *       W = sum_m (L(q_m) - L(q_{m-1})) c_m,   q_{-1} = 0,
- *       dW/dq_m = L'(q_m) (c_m - c_{m+1}),     c_{2n} = 0, L'(q) = [q <= 1] under cutoff,
- *       dW/du_k = sum_{i >= k} dW/dU_i,  dW/dv_k = sum_{j >= k} dW/dV_j.
+ *       W = sum_m (L(q_m) - L(q_{m-1})) c'_m,   q_{-1} = 0,
+ *       dW/dq_m = L'(q_m) (c'_m - c'_{m+1}),    c'_{2n} = 0,
+ *       dW/du_k = sum_{i >= k} dW/dU_i,  dW/dv_k = sum_{j >= k} dW/dV_j,
+ *   with, by `cutoff`: CUTOFF_NONE: L(q) = q, c' = c; CUTOFF_DROP (the paper's): L(q) = q and
+ *   c'_m = c_m [q_m <= 1], every interval ending above 1 costs nothing; CUTOFF_CLIP:
+ *   L(q) = min(q, 1), L'(q) = [q <= 1], c' = c.
  *
  * Python signature (pointers to contiguous CPU memory, checked by the caller):
  *   wasserstein_1d(u, v, x, rows, n, p, cutoff, is_double, out, grad_u, grad_v, threads)
+ *   cutoff: 0 none, 1 drop, 2 clip (losses._NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP).
  *   u, v: (rows, n); x: (n,); out: (rows,); grad_u, grad_v: (rows, n) or 0 for "not needed".
  *   Rows are split over `threads` OpenMP threads (the GIL is released meanwhile). Built with
  *   -fopenmp, the module needs libgomp.so.1; imported after torch, which ships a libgomp.so.1 of
@@ -25,6 +28,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+enum { CUTOFF_NONE = 0, CUTOFF_DROP = 1, CUTOFF_CLIP = 2 };
 
 typedef struct {
     const void *u, *v, *x;
@@ -52,11 +57,12 @@ static PyObject *py_wasserstein_1d(PyObject *self, PyObject *args) {
     double p;
     int cutoff, is_double, threads;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KKKLLdppKKKi", &u, &v, &x, &rows, &n, &p, &cutoff, &is_double,
+    if (!PyArg_ParseTuple(args, "KKKLLdipKKKi", &u, &v, &x, &rows, &n, &p, &cutoff, &is_double,
                           &out, &grad_u, &grad_v, &threads))
         return NULL;
-    if (rows < 0 || n < 1 || !u || !v || !x || !out) {
-        PyErr_SetString(PyExc_ValueError, "need rows >= 0, n >= 1 and non-null u, v, x, out");
+    if (rows < 0 || n < 1 || !u || !v || !x || !out || cutoff < CUTOFF_NONE || cutoff > CUTOFF_CLIP) {
+        PyErr_SetString(PyExc_ValueError,
+                        "need rows >= 0, n >= 1, cutoff 0, 1 or 2 and non-null u, v, x, out");
         return NULL;
     }
     if (threads < 1) threads = 1;

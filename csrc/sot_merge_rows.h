@@ -23,7 +23,9 @@ static void ROWS_FUNCTION(Job *job) {
         return;
     }
 #define LEVEL_COST(d) (square ? (d) * (d) : (T)pow(fabs((double)(d)), p))
-#define CLAMP(level) ((cutoff && (level) > (T)1) ? (T)1 : (level))
+    /* L(level) and the cost c' of the interval ending at a level (see sot_merge.c). */
+#define CLAMP(level) ((cutoff == CUTOFF_CLIP && (level) > (T)1) ? (T)1 : (level))
+#define KEPT_COST(level, d) ((cutoff == CUTOFF_DROP && (level) > (T)1) ? (T)0 : LEVEL_COST(d))
     for (int64_t row = job->row_begin; row < job->row_end; ++row) {
         const T *u = (const T *)job->u + row * n;
         const T *v = (const T *)job->v + row * n;
@@ -41,7 +43,6 @@ static void ROWS_FUNCTION(Job *job) {
          * The positions of both are written; the later write, when a level is taken, stands. */
         while (i < n && j < n) {
             const T d = x[i] - x[j];
-            const T c = LEVEL_COST(d);
             T level;
             if (cv[j] < cu[i]) {
                 level = cv[j];
@@ -50,6 +51,7 @@ static void ROWS_FUNCTION(Job *job) {
                 level = cu[i];
                 pos_u[i++] = m;
             }
+            const T c = KEPT_COST(level, d);
             const T clamped = CLAMP(level);
             w += (double)(clamped - previous) * (double)c;
             previous = clamped;
@@ -62,7 +64,7 @@ static void ROWS_FUNCTION(Job *job) {
         int64_t *left_pos = u_left ? pos_u : pos_v;
         for (int64_t k = u_left ? i : j; k < n; ++k, ++m) {
             const T d = x[k] - x[n - 1];
-            const T c = LEVEL_COST(d);
+            const T c = KEPT_COST(left_levels[k], d);
             const T clamped = CLAMP(left_levels[k]);
             w += (double)(clamped - previous) * (double)c;
             previous = clamped;
@@ -72,8 +74,8 @@ static void ROWS_FUNCTION(Job *job) {
         ((T *)job->out)[row] = (T)w;
         if (!with_grad) continue;
         cost[2 * n] = 0;
-        /* dW/dq at a level is c_m - c_{m+1} (0 above the cutoff); dW/du_k sums it over i >= k,
-         * and likewise for v. */
+        /* dW/dq at a level is c'_m - c'_{m+1} (0 above 1 when clipping); dW/du_k sums it over
+         * i >= k, and likewise for v. */
         T *grads[2] = {(T *)job->grad_u, (T *)job->grad_v};
         const T *levels[2] = {cu, cv};
         const int64_t *positions[2] = {pos_u, pos_v};
@@ -83,12 +85,13 @@ static void ROWS_FUNCTION(Job *job) {
             double suffix = 0.0;
             for (int64_t k = n - 1; k >= 0; --k) {
                 const T slope = cost[positions[side][k]] - cost[positions[side][k] + 1];
-                suffix += (cutoff && levels[side][k] > (T)1) ? 0.0 : (double)slope;
+                suffix += (cutoff == CUTOFF_CLIP && levels[side][k] > (T)1) ? 0.0 : (double)slope;
                 grad[k] = (T)suffix;
             }
         }
     }
 #undef LEVEL_COST
 #undef CLAMP
+#undef KEPT_COST
     free(cu), free(cv), free(cost), free(pos_u), free(pos_v);
 }

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 __all__ = [
+    "ROLL_OFF_DB_PER_OCTAVE",
     "HarmonicSynth",
-    "fft_convolve_zero_phase",
+    "fft_convolve",
     "frequency_sampling_fir",
     "harmonic_oscillator_bank",
     "remove_above_nyquist",
@@ -156,21 +157,27 @@ def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: flo
     return _HarmonicSum.apply(phase, amplitudes.to(dtype), torch.is_grad_enabled())
 
 
+# The roll-off's slope: 10^(-6/20) per octave (PAPER.md "Decoder"), not a factor 1/2 (-6.02 dB).
+ROLL_OFF_DB_PER_OCTAVE = -6.0
+
+
 def roll_off_magnitudes(
     n_bands: int = 65, sample_rate: int = 16000, roll_off_hz: float = 500.0
 ) -> Tensor:
-    """Magnitude response flat below ``roll_off_hz`` and -6 dB per octave above.
+    """Magnitude response flat up to ``roll_off_hz`` and -6 dB per octave above (PAPER.md).
 
     Bands at f_i = i * (sample_rate / 2) / (n_bands - 1), i = 0..n_bands-1 (0 .. Nyquist);
-    mag_i = min(1, roll_off_hz / f_i) (1 at DC). Returns float64 Tensor (n_bands,).
+    m_i = 1 for f_i <= roll_off_hz, else a0 ** log2(f_i / roll_off_hz) with a0 = 10^(-6 / 20).
+    Returns float64 Tensor (n_bands,).
     """
     if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
         raise ValueError(f"n_roll_off_bands must be an integer >= 2, got {n_bands!r}")
-    if roll_off_hz <= 0:
+    if not roll_off_hz > 0:
         raise ValueError(f"roll_off_hz must be positive, got {roll_off_hz!r}")
     freqs = torch.linspace(0.0, sample_rate / 2.0, n_bands, dtype=torch.float64)
-    ratio = roll_off_hz / torch.where(freqs > 0, freqs, torch.ones_like(freqs))
-    return torch.where(freqs > roll_off_hz, ratio, torch.ones_like(freqs))
+    octaves = torch.log2(torch.clamp(freqs, min=roll_off_hz) / roll_off_hz)
+    a0 = 10.0 ** (ROLL_OFF_DB_PER_OCTAVE / 20.0)
+    return torch.where(freqs <= roll_off_hz, 1.0, a0**octaves)
 
 
 def frequency_sampling_fir(magnitudes: Tensor) -> Tensor:
@@ -191,13 +198,13 @@ def frequency_sampling_fir(magnitudes: Tensor) -> Tensor:
     return torch.fft.fftshift(ir * window).to(magnitudes.dtype)
 
 
-def fft_convolve_zero_phase(audio: Tensor, impulse_response: Tensor) -> Tensor:
-    """Convolve ``audio`` (B, N) with a causal linear-phase FIR (L,) and remove its delay.
+def fft_convolve(audio: Tensor, impulse_response: Tensor, crop_start: int) -> Tensor:
+    """Full linear convolution of ``audio`` (B, N) with an FIR (L,), cropped to N samples.
 
-    y = (audio * h)[L // 2 : L // 2 + N] (full linear convolution by FFT), so a filter
-    symmetric about L // 2 (as from ``frequency_sampling_fir``) adds no delay.
-    (DDSP crops from (L - 1) // 2 - 1, which leaves a 2-sample delay for even L.)
-    Returns (B, N), audio's dtype.
+    y[n] = (audio * h)[crop_start + n], n = 0..N-1 (by FFT). For a causal filter symmetric
+    about L // 2 (``frequency_sampling_fir``), crop_start = L // 2 removes its delay and
+    DDSP's crop_start = (L - 1) // 2 - 1 (the paper's) leaves a delay of L // 2 - crop_start
+    samples (2 for even L). Returns (B, N), audio's dtype.
     """
     if audio.ndim != 2:
         raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
@@ -206,25 +213,31 @@ def fft_convolve_zero_phase(audio: Tensor, impulse_response: Tensor) -> Tensor:
             f"impulse_response must have shape (L,), got {tuple(impulse_response.shape)}"
         )
     n_samples, ir_size = audio.shape[-1], impulse_response.shape[-1]
+    if not 0 <= crop_start < ir_size:
+        raise ValueError(f"crop_start must be in [0, {ir_size}), got {crop_start!r}")
     fft_size = 1 << (n_samples + ir_size - 2).bit_length()
     spectrum = torch.fft.rfft(audio, n=fft_size) * torch.fft.rfft(
         impulse_response.to(audio.dtype), n=fft_size
     )
     full = torch.fft.irfft(spectrum, n=fft_size)
-    start = ir_size // 2
-    return full[..., start : start + n_samples]
+    return full[..., crop_start : crop_start + n_samples]
 
 
 class HarmonicSynth(nn.Module):
     """Frozen DDSP harmonic synthesizer: frame controls -> audio (no trainable parameters).
 
     forward(amplitudes (B, T, K), f0_hz (B, T, 1), n_samples=None) -> audio (B, n_samples)
-    (n_samples defaults to the constructor's):
-    amplitudes are upsampled with overlapping Hann windows, f0 linearly; harmonic k has
-    frequency k * f0 (k = 1..K) and is silenced at audio rate where k * f0 >= sr / 2;
-    y[n] = sum_k a_k[n] sin(k phi[n]), phi = cumsum(2 pi f0 / sr). With ``roll_off`` the
-    sum is filtered by a zero-delay FIR of response min(1, roll_off_hz / f) (-6 dB/octave
-    above roll_off_hz) sampled on ``n_roll_off_bands`` bands over 0 .. sr / 2.
+    (n_samples defaults to the constructor's), as PAPER.md "Decoder" specifies:
+
+    1. harmonic k (k = 1..K) of frame t is silenced where k * f0[t] >= sr / 2, at frame rate;
+    2. amplitudes are upsampled with overlapping Hann windows, f0 linearly, so a harmonic that
+       crosses Nyquist between two frames fades over the amplitude crossfade;
+    3. harmonic k is silenced again at audio rate where k * f0[n] >= sr / 2;
+    4. y[n] = sum_k a_k[n] sin(k phi[n]), phi = cumsum(2 pi f0 / sr) (float64);
+    5. with ``roll_off``: y is filtered by the FIR of ``roll_off_magnitudes`` (flat to
+       ``roll_off_hz``, -6 dB per octave above, ``n_roll_off_bands`` bands over 0 .. sr / 2)
+       and cropped from sample (L - 1) // 2 - 1 as DDSP does, which keeps a 2-sample delay.
+       ``roll_off_zero_delay=True`` crops from L // 2 instead (no delay; not the paper's).
     """
 
     impulse_response: Tensor
@@ -236,6 +249,7 @@ class HarmonicSynth(nn.Module):
         roll_off: bool = False,
         roll_off_hz: float = 500.0,
         n_roll_off_bands: int = 65,
+        roll_off_zero_delay: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
@@ -251,12 +265,16 @@ class HarmonicSynth(nn.Module):
             self.register_buffer("impulse_response", ir, persistent=False)
             self.roll_off_hz = roll_off_hz
             self.n_roll_off_bands = n_roll_off_bands
+            self.roll_off_zero_delay = roll_off_zero_delay
+            ir_size = ir.shape[-1]
+            self.roll_off_crop_start = ir_size // 2 if roll_off_zero_delay else (ir_size - 1) // 2 - 1
 
     def extra_repr(self) -> str:
         text = f"n_samples={self.n_samples}, sample_rate={self.sample_rate}, "
         text += f"roll_off={self.roll_off}"
         if self.roll_off:
             text += f", roll_off_hz={self.roll_off_hz}, n_roll_off_bands={self.n_roll_off_bands}"
+            text += f", roll_off_zero_delay={self.roll_off_zero_delay}"
         return text
 
     def forward(self, amplitudes: Tensor, f0_hz: Tensor, n_samples: int | None = None) -> Tensor:
@@ -275,11 +293,12 @@ class HarmonicSynth(nn.Module):
                 f"amplitudes (B, T) = {tuple(amplitudes.shape[:2])} must match "
                 f"f0_hz (B, T) = {tuple(f0_hz.shape[:2])}"
             )
+        k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=f0_hz.dtype)
+        amplitudes = remove_above_nyquist(amplitudes, f0_hz * k, self.sample_rate)
         amplitudes_audio = upsample_with_windows(amplitudes, n_samples)
         f0_audio = upsample_linear(f0_hz, n_samples)
-        k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=f0_hz.dtype)
         amplitudes_audio = remove_above_nyquist(amplitudes_audio, f0_audio * k, self.sample_rate)
         audio = harmonic_oscillator_bank(f0_audio, amplitudes_audio, self.sample_rate)
         if self.roll_off:
-            audio = fft_convolve_zero_phase(audio, self.impulse_response)
+            audio = fft_convolve(audio, self.impulse_response, self.roll_off_crop_start)
         return audio

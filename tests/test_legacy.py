@@ -5,106 +5,36 @@ independent functional forward written on their key names."""
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import math
 import pickle
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
-from nnAudio.features import CQT as NnAudioCQT
+from authors_format import (
+    AUTHORS_MODULE,
+    authors_state_dict,
+    fixture_config,
+    reference_cqt,
+    reference_forward,
+    write_authors_checkpoint,
+    write_checkpoint_pickled_like_theirs,
+)
+from paper_reference import numpy_decoder
 
 import eval_paper
 import legacy
 import train
-from models.spectral import CQT
 from synthetic_data import load_dataset, peak_normalize
-
-# A copy of the authors' SOT-2048 train_config.yaml and their state_dict key list.
-FIXTURE = train.REPO / "tests" / "fixtures" / "original-run"
 
 EXPERIMENTS = train.REPO / "paper-experiments"
 CHECKPOINT_NAME = "best-lsd-epoch=1234-step=24690.ckpt"
 RUN = "c6m8cytv-42"
-AUTHORS_MODULE = "sot_authors_encoder_for_tests"
-
-
-def fixture_config() -> dict[str, Any]:
-    return yaml.safe_load((FIXTURE / "train_config.yaml").read_text())
-
-
-def authors_keys() -> list[tuple[str, tuple[int, ...], str]]:
-    """(key, shape, dtype) of their state_dict, from state_dict_keys.txt."""
-    rows = []
-    for line in (FIXTURE / "state_dict_keys.txt").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape, dtype = line.split("\t")
-        rows.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype))
-    return rows
-
-
-def authors_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights of exactly their keys and shapes; their CQT kernels are our front end's."""
-    generator = torch.Generator().manual_seed(seed)
-    ours = dict(CQT().named_buffers())
-    state: dict[str, torch.Tensor] = {}
-    for key, shape, dtype in authors_keys():
-        if dtype == "int64":
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.startswith("feature_extractor."):
-            state[key] = ours[key[len("feature_extractor."):]].clone()
-        elif key == "encoder.layernorm.weight":
-            state[key] = 1.0 + 0.2 * torch.randn(shape, generator=generator)
-        else:
-            fan_in = max(1, math.prod(shape[1:]))
-            state[key] = torch.randn(shape, generator=generator) / math.sqrt(fan_in)
-    return state
-
-
-def write_authors_checkpoint(
-    path: Path, state_dict: dict[str, torch.Tensor], scratch: Path
-) -> None:
-    """A checkpoint shaped like their Lightning 1.9 ones. ``hyper_parameters`` holds an object
-    of a class from a throwaway module, deleted from disk and sys.modules after saving, so
-    that (like their encoder.PESTOEncoder) it cannot be imported when loading."""
-    module_file = scratch / f"{AUTHORS_MODULE}.py"
-    module_file.write_text(
-        "import torch\n\n"
-        "class PESTOEncoder(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.conv1 = torch.nn.Conv1d(1, 2, 3)\n"
-        "        self.activation = torch.nn.functional.leaky_relu\n"
-    )
-    sys.path.insert(0, str(scratch))
-    try:
-        encoder = importlib.import_module(AUTHORS_MODULE).PESTOEncoder()
-        checkpoint = {
-            "epoch": 1234,
-            "global_step": 24690,
-            "pytorch-lightning_version": "1.9.0",
-            "state_dict": state_dict,
-            "hyper_parameters": {"encoder": encoder, "temperature": 0.1, "loss_fn": encoder},
-            "callbacks": {"ModelCheckpoint{'monitor': 'val_metrics/log_spectral_distance'}": {
-                "best_model_score": torch.tensor(12.5), "best_model_path": "x.ckpt"}},
-            "optimizer_states": [{"state": {0: {"step": torch.tensor(3.0)}},
-                                  "param_groups": [{"lr": 1e-4, "params": [0]}]}],
-            "lr_schedulers": [],
-        }
-        torch.save(checkpoint, path)
-    finally:
-        sys.path.remove(str(scratch))
-        sys.modules.pop(AUTHORS_MODULE, None)
-        module_file.unlink()
-        shutil.rmtree(scratch / "__pycache__", ignore_errors=True)
-
 
 @pytest.fixture(scope="module")
 def authors_tree(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path) -> Path:
@@ -123,44 +53,6 @@ def authors_tree(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path)
 
 def checkpoint_path(root: Path) -> Path:
     return root / "SOT-2048" / RUN / "checkpoints" / CHECKPOINT_NAME
-
-
-# ----------------------------------------------------------------------------------------------
-# The independent reference: their forward, written on their key names
-# ----------------------------------------------------------------------------------------------
-
-def reference_cqt(audio: torch.Tensor) -> torch.Tensor:
-    """nnAudio CQT as their config sets it: 16 kHz, fmin 32.7, 36 bins/octave, 285 bins, hop 256,
-    centered, constant padding, magnitude; on the first 16 * 256 - 1 samples. (B, 16, 285)."""
-    cqt = NnAudioCQT(sr=16000, hop_length=256, fmin=32.7, n_bins=285, bins_per_octave=36,
-                     center=True, pad_mode="constant", output_format="Magnitude", verbose=False)
-    n_frames = audio.shape[-1] // 256
-    return cqt(audio[:, : n_frames * 256 - 1]).transpose(1, 2)[:, :n_frames]
-
-
-def reference_forward(state: dict[str, torch.Tensor], frames: torch.Tensor,
-                      temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Their encoder + pitch head on CQT frames (B, T, Q) -> f0 (B, T) Hz, amplitudes (B, T, K)."""
-    batch, n_frames, n_bins = frames.shape
-    w = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    x = frames.reshape(batch * n_frames, 1, n_bins)
-    x = F.layer_norm(x, (1, n_bins), w["layernorm.weight"], w["layernorm.bias"])
-    x = F.leaky_relu(F.conv1d(x, w["conv1.0.weight"], w["conv1.0.bias"], padding=7), 0.3)
-    x = x + F.leaky_relu(F.conv1d(x, w["prefilt_list.0.0.weight"], w["prefilt_list.0.0.bias"],
-                                  padding=7), 0.3)
-    for name in ("conv2.0", "conv3.0", "conv4.0"):
-        x = F.leaky_relu(F.conv1d(x, w[f"{name}.weight"], w[f"{name}.bias"]), 0.3)
-    x = F.conv1d(x, w["conv4.3.weight"], w["conv4.3.bias"])  # after dropout (identity in eval)
-    h = x.flatten(1)  # (B*T, 3 * 285 = 855)
-    toeplitz = w["linear.frequency.0.weight"]  # (1, 1, 855 + 285 - 1)
-    logits = F.conv1d(h.unsqueeze(1), toeplitz, padding=n_bins - 1).squeeze(1)  # (B*T, 285)
-    z = F.linear(h, w["linear.weights.0.weight"], w["linear.weights.0.bias"])
-    amplitudes = 2.0 * torch.sigmoid(z) ** math.log(10.0) + 1e-7
-    u = torch.softmax(logits / temperature, dim=-1) @ torch.linspace(0.0, 1.0, n_bins)
-    f_low, f_high = 32.7, 32.7 * 2.0 ** ((n_bins - 1) / 36)
-    midi_low, midi_high = (69 + 12 * math.log2(f / 440) for f in (f_low, f_high))
-    f0 = 440.0 * 2.0 ** ((midi_low + u * (midi_high - midi_low) - 69.0) / 12.0)
-    return f0.reshape(batch, n_frames), amplitudes.reshape(batch, n_frames, -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,3 +258,73 @@ def test_eval_paper_reports_their_run_as_original(authors_tree: Path, tmp_path: 
     assert "| SOT-2048 (original) | 1 |" in table and f"SOT-2048/{RUN}" in table
     # nothing was written into their tree
     assert sorted(str(p.relative_to(authors_tree)) for p in authors_tree.rglob("*")) == before
+
+
+# ----------------------------------------------------------------------------------------------
+# A checkpoint pickled the way theirs were, and the decoder it rebuilds
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pickled_like_theirs(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path) -> Path:
+    """Two released-style runs, SOT-2048 (no roll-off) and MSS-LogLin (roll-off on)."""
+    root = tmp_path_factory.mktemp("pickled") / "checkpoints"
+    for experiment in ("SOT-2048", "MSS-LogLin"):
+        config = fixture_config()
+        config["group"] = experiment
+        config["data"]["init_args"]["data_path"] = str(tiny_data_path)
+        if experiment == "MSS-LogLin":
+            mss = config["model"]["loss_fn"]["init_args"]["losses"][0]
+            mss["init_args"]["logmag_weight"] = 1
+            config["model"]["loss_fn"] = mss
+            config["model"]["decoder"]["init_args"]["apply_roll_off"] = True
+        run = root / experiment / RUN / "checkpoints"
+        run.mkdir(parents=True)
+        (run.parent / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_checkpoint_pickled_like_theirs(run / CHECKPOINT_NAME, authors_state_dict(seed=3))
+    return root
+
+
+def test_a_checkpoint_pickled_like_theirs_loads_without_their_modules(
+    pickled_like_theirs: Path, tiny_data_path: Path
+) -> None:
+    import losses as our_losses
+
+    path = pickled_like_theirs / "SOT-2048" / RUN / "checkpoints" / CHECKPOINT_NAME
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, map_location="cpu", weights_only=True)
+    model = eval_paper.load_checkpoint(path)
+    # no stand-in is left, and our own losses module is the one loaded
+    assert all(name not in sys.modules for name in ("encoder", "synths", "features"))
+    assert sys.modules["losses"] is our_losses
+    assert not hasattr(our_losses, "MixOfLosses") and not hasattr(our_losses, "Wasserstein1D")
+    _, stubbed = legacy.restricted_torch_load(path)
+    assert {"encoder.PESTOEncoder", "losses.MixOfLosses", "synths.Sinusoidal",
+            "features.FeatureExtractor", "functools.partial"} <= set(stubbed)
+    state = authors_state_dict(seed=3)
+    audio = peak_normalize(load_dataset(tiny_data_path)["test_tensors"][:4], 0.9)
+    with torch.no_grad():
+        estimate = model.estimate(audio)
+        f0_ref, amplitudes_ref = reference_forward(state, reference_cqt(audio))
+    torch.testing.assert_close(estimate["f0_hz"], f0_ref, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(estimate["amplitudes"], amplitudes_ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("experiment, roll_off", [("SOT-2048", False), ("MSS-LogLin", True)])
+def test_their_models_resynthesize_with_the_papers_decoder(
+    pickled_like_theirs: Path, experiment: str, roll_off: bool
+) -> None:
+    """Identical controls through the rebuilt model's decoder and the NumPy decoder of PAPER.md:
+    f0 rising 300 -> 900 Hz over 16 frames (upper harmonics cross Nyquist between frames) and
+    20 random amplitudes per frame; with the roll-off (and its 2-sample delay) for MSS-LogLin."""
+    path = pickled_like_theirs / experiment / RUN / "checkpoints" / CHECKPOINT_NAME
+    model = eval_paper.load_checkpoint(path)
+    assert model.synth.roll_off is roll_off
+    rng = np.random.default_rng(11)
+    f0 = np.linspace(300.0, 900.0, 16).astype(np.float32)
+    amps = rng.uniform(0.0, 1.0, size=(16, 20)).astype(np.float32)
+    with torch.no_grad():
+        audio = model.decode(torch.from_numpy(f0)[None], torch.from_numpy(amps)[None], 4096)
+    expected = numpy_decoder(amps.astype(np.float64), f0.astype(np.float64)[:, None], 4096,
+                             roll_off)
+    peak = np.abs(expected).max()
+    assert np.abs(audio[0].double().numpy() - expected).max() < 2e-5 * peak

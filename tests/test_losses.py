@@ -19,9 +19,9 @@ import pytest
 import scipy.signal
 import scipy.stats
 import torch
+from paper_reference import merged_sort_w1d, numpy_mss, numpy_power_frames
 from torch import Tensor, nn
 
-from benchmarks.reference_sot import reference_wasserstein_1d
 from losses import (
     LossMixture,
     MultiScaleSpectralLoss,
@@ -33,6 +33,8 @@ from losses import (
 from models.spectral import cqt_frequencies
 
 SR = 16000
+# The cutoffs of wasserstein_1d: None (plain), "drop" (the paper's, the default), "clip".
+CUTOFFS = (None, "drop", "clip")
 
 
 @pytest.fixture(params=["torch", "native"])
@@ -80,8 +82,13 @@ def pot_rows(u: Tensor, v: Tensor, positions: Tensor, p: float) -> Tensor:
     return out.reshape(u.shape[:-1])
 
 
+def cutoff_kwargs(cutoff: str | None) -> dict:
+    """wasserstein_1d's keyword arguments for one of CUTOFFS."""
+    return {"cutoff": False} if cutoff is None else {"cutoff": True, "cutoff_rule": cutoff}
+
+
 def truncate_for_cutoff(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """Balanced measures whose plain W_p^p equals the cutoff W_p^p of (u, v).
+    """Balanced measures whose plain W_p^p equals the clipped-cutoff W_p^p of (u, v).
 
     Cumulative levels are clamped at 1 (mass above 1 removed); a measure whose mass ends below
     the common top level min(max(masses), 1) gets the deficit on its last bin, where the
@@ -95,16 +102,6 @@ def truncate_for_cutoff(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         trimmed[..., -1] += (top - cum[..., -1:]).squeeze(-1)
         out.append(trimmed)
     return out[0], out[1]
-
-
-def numpy_power_frames(audio: np.ndarray, n_fft: int, hop: int, window: str) -> np.ndarray:
-    """|STFT|^2 (frames, F) of a 1-D float64 signal: end-padded, not centered, / sqrt(n_fft)."""
-    n_frames = math.ceil(len(audio) / hop)
-    padded = np.zeros((n_frames - 1) * hop + n_fft)
-    padded[: len(audio)] = audio
-    w = scipy.signal.get_window(window, n_fft)
-    frames = np.stack([padded[t * hop : t * hop + n_fft] * w for t in range(n_frames)])
-    return np.abs(np.fft.rfft(frames, axis=-1) / math.sqrt(n_fft)) ** 2
 
 
 def harmonic(f0: float, n_harmonics: int = 3, n: int = 4096, dtype=torch.float32) -> Tensor:
@@ -147,13 +144,13 @@ def test_matches_scipy_for_p1(backend: str) -> None:
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
-def test_cutoff_matches_pot_on_truncated_measures(p: float, backend: str) -> None:
+def test_clip_cutoff_matches_pot_on_truncated_measures(p: float, backend: str) -> None:
     """Masses above and below 1 (u scaled to 0.6..1.6 of v's unit mass)."""
     u, v, x = random_histograms((12,), 50, seed=int(7 * p))
     scale = torch.linspace(0.6, 1.6, 12, dtype=torch.float64)[:, None]
     u = scale * u / u.sum(-1, keepdim=True)
     v = v / v.sum(-1, keepdim=True)
-    got = wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)
+    got = wasserstein_1d(u, v, x, p=p, cutoff=True, cutoff_rule="clip", backend=backend)
     u_cut, v_cut = truncate_for_cutoff(u, v)
     torch.testing.assert_close(got, pot_rows(u_cut, v_cut, x, p), rtol=1e-9, atol=1e-15)
     # The cutoff matters: with mass above 1 the uncut value differs.
@@ -166,7 +163,10 @@ def test_cutoff_hand_worked(backend: str) -> None:
 
     u = (1, 0.5, 0), v = (0, 0, 1): U = (1, 1.5, 1.5), V = (0, 0, 1). On (0, 1] u's quantile is
     x0 and v's is x2 (cost 2^p); on (1, 1.5] u's is x1, v's past its end is the last bin x2
-    (cost 1). Plain: 1 * 2^p + 0.5 * 1; cutoff (levels clamped at 1): 1 * 2^p.
+    (cost 1). Plain: 1 * 2^p + 0.5 * 1; either cutoff: 1 * 2^p.
+    u = (0.8, 0.4, 0), v = (0, 0, 0.9): levels 0, 0, .8, .9, 1.2, 1.2. (0, .8]: x0 vs x2;
+    (.8, .9]: x1 vs x2; (.9, 1.2]: x1 vs v past its end, x2. Plain: .8 * 2^p + .1 + .3;
+    drop (the interval ending at 1.2 > 1 costs nothing): .8 * 2^p + .1; clip: .8 * 2^p + .2.
     u = (0.25, 0.25, 0), v = (0, 1, 0): U = (.25, .5, .5), V = (0, 1, 1). On (0, .25] x0 vs x1,
     on (.25, .5] x1 vs x1, on (.5, 1] u past its end lands on x2 vs x1: 0.25 + 0.5 = 0.75.
     """
@@ -177,69 +177,131 @@ def test_cutoff_hand_worked(backend: str) -> None:
         assert float(wasserstein_1d(u, v, x, p=p, backend=backend)) == pytest.approx(
             2**p + 0.5, abs=1e-15
         )
-        assert float(wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)) == pytest.approx(
-            2**p, abs=1e-15
-        )
-        assert float(wasserstein_1d(v, u, x, p=p, cutoff=True, backend=backend)) == pytest.approx(
-            2**p, abs=1e-15
-        )
+        for rule in ("drop", "clip"):
+            for a, b in ((u, v), (v, u)):
+                got = wasserstein_1d(a, b, x, p=p, cutoff=True, cutoff_rule=rule, backend=backend)
+                assert float(got) == pytest.approx(2**p, abs=1e-15)
+    over = torch.tensor([0.8, 0.4, 0.0], dtype=torch.float64)
+    under = torch.tensor([0.0, 0.0, 0.9], dtype=torch.float64)
+    for p in (1.0, 2.0, 3.0):
+        expected = {None: 0.8 * 2**p + 0.4, "drop": 0.8 * 2**p + 0.1, "clip": 0.8 * 2**p + 0.2}
+        for cutoff, value in expected.items():
+            for a, b in ((over, under), (under, over)):
+                got = wasserstein_1d(a, b, x, p=p, backend=backend, **cutoff_kwargs(cutoff))
+                assert float(got) == pytest.approx(value, abs=1e-15), (p, cutoff)
     short = torch.tensor([0.25, 0.25, 0.0], dtype=torch.float64)
     unit = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
-    for cutoff in (False, True):
+    for cutoff in CUTOFFS:
         assert float(
-            wasserstein_1d(short, unit, x, p=2, cutoff=cutoff, backend=backend)
+            wasserstein_1d(short, unit, x, p=2, backend=backend, **cutoff_kwargs(cutoff))
         ) == pytest.approx(0.75)
 
 
-@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("cutoff", CUTOFFS)
 @pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
-def test_matches_reference_values(p: float, cutoff: bool, backend: str) -> None:
+def test_matches_reference_values(p: float, cutoff: str | None, backend: str) -> None:
     """float64 to 1e-12 and float32 to 1e-6 relative, on histograms with many zeros."""
     u, v, x = random_histograms((6, 16), 257, seed=11, zero_fraction=0.6)
     u = 1.3 * u / v.sum(-1, keepdim=True)
     v = v / v.sum(-1, keepdim=True)
+    kwargs = cutoff_kwargs(cutoff)
     torch.testing.assert_close(
-        wasserstein_1d(u, v, x, p, cutoff, backend=backend),
-        reference_wasserstein_1d(u, v, x, p, cutoff),
+        wasserstein_1d(u, v, x, p, backend=backend, **kwargs),
+        merged_sort_w1d(u, v, x, p, cutoff),
         rtol=1e-12,
         atol=0,
     )
     u32, v32, x32 = u.float(), v.float(), x.float()
     torch.testing.assert_close(
-        wasserstein_1d(u32, v32, x32, p, cutoff, backend=backend),
-        reference_wasserstein_1d(u32, v32, x32, p, cutoff),
+        wasserstein_1d(u32, v32, x32, p, backend=backend, **kwargs),
+        merged_sort_w1d(u32, v32, x32, p, cutoff),
         rtol=1e-6,
         atol=0,
     )
 
 
-@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("cutoff", CUTOFFS)
 @pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
-def test_gradients_match_reference_on_generic_inputs(p: float, cutoff: bool, backend: str) -> None:
+def test_gradients_match_reference_on_generic_inputs(
+    p: float, cutoff: str | None, backend: str
+) -> None:
     u, v, x = generic_histograms((3, 5), 40, seed=5)
     u = (1.2 * u / v.sum(-1, keepdim=True)).requires_grad_()
     v = (v / v.sum(-1, keepdim=True)).requires_grad_()
     upstream = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ours = torch.autograd.grad(
-        (wasserstein_1d(u, v, x, p, cutoff, backend=backend) * upstream).sum(), (u, v)
+        (wasserstein_1d(u, v, x, p, backend=backend, **cutoff_kwargs(cutoff)) * upstream).sum(),
+        (u, v),
     )
-    ref = torch.autograd.grad(
-        (reference_wasserstein_1d(u, v, x, p, cutoff) * upstream).sum(), (u, v)
-    )
+    ref = torch.autograd.grad((merged_sort_w1d(u, v, x, p, cutoff) * upstream).sum(), (u, v))
     for got, expected in zip(ours, ref, strict=True):
         assert expected.abs().max() > 1e-3
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("cutoff", CUTOFFS)
 @pytest.mark.parametrize("p", [1.0, 2.0])
-def test_gradcheck(p: float, cutoff: bool, backend: str) -> None:
+def test_gradcheck(p: float, cutoff: str | None, backend: str) -> None:
     u, v, x = generic_histograms((2, 3), 9, seed=2)
+    # v's mass 0.97, not 1: "drop" jumps where a level crosses 1, and no level is near 1 here.
     u = (1.1 * u / v.sum(-1, keepdim=True)).requires_grad_()
-    v = (v / v.sum(-1, keepdim=True)).requires_grad_()
+    v = (0.97 * v / v.sum(-1, keepdim=True)).requires_grad_()
+    levels = torch.cat([u.cumsum(-1), v.cumsum(-1)], -1)
+    assert float((levels.detach() - 1).abs().min()) > 1e-3
     assert torch.autograd.gradcheck(
-        lambda a, b: wasserstein_1d(a, b, x, p, cutoff, backend=backend), (u, v)
+        lambda a, b: wasserstein_1d(a, b, x, p, backend=backend, **cutoff_kwargs(cutoff)), (u, v)
     )
+
+
+def float32_frames_ending_above_one(n_fft: int) -> tuple[Tensor, Tensor, Tensor]:
+    """SOT-normalized float32 (prediction, target, positions) whose targets' cumulative sums
+    end at 1 + 1 ulp or more, with prediction masses from 0.9 to 1.1 of the target's.
+
+    Harmonic tones of random f0 and amplitudes plus a floor of 1e-3 of each frame's mean bin
+    (so that no two levels of a frame tie and the gradient is unique); the frames kept are those
+    of the paper's quirk.
+    """
+    loss = SpectralOTLoss(n_fft=n_fft)
+    gen = torch.Generator().manual_seed(n_fft)
+    f0 = 60 + 1500 * torch.rand(48, 1, 1, generator=gen, dtype=torch.float64)
+    k = torch.arange(1, 6, dtype=torch.float64)
+    t = torch.arange(4096, dtype=torch.float64) / SR
+    amps = torch.rand(48, 5, 1, generator=gen, dtype=torch.float64)
+    audio = (amps * torch.sin(2 * math.pi * f0 * k[:, None] * t)).sum(1).float()
+    spectra = loss.spectrum(audio).reshape(-1, n_fft // 2 + 1)
+    spectra = spectra + 1e-3 * spectra.mean(-1, keepdim=True)
+    true = spectra[0::2] / (spectra[0::2].sum(-1, keepdim=True) + 1e-12)
+    above = true.cumsum(-1)[:, -1] > 1.0
+    assert int(above.sum()) >= 8, "too few frames ending above 1"
+    true = true[above][:24]
+    scale = torch.linspace(0.9, 1.1, true.shape[0])[:, None]
+    pred = spectra[1::2][above][:24]
+    pred = scale * pred / pred.sum(-1, keepdim=True)
+    # Frames where a level of one tone ties one of the other by chance have no unique gradient.
+    levels = torch.sort(torch.cat([pred.cumsum(-1), true.cumsum(-1)], -1), dim=-1).values
+    untied = levels.diff(dim=-1).amin(-1) > 0
+    assert int(untied.sum()) >= 8, "too few frames without tied levels"
+    return pred[untied], true[untied], loss.positions.float()
+
+
+@pytest.mark.parametrize("n_fft", [512, 2048])
+def test_drop_cutoff_on_float32_targets_ending_above_one(n_fft: int, backend: str) -> None:
+    """The paper's quirk, values and gradients: a target whose float32 cumulative sum ends
+    above 1 has its whole last interval dropped; predictions with mass above and below 1."""
+    pred, true, x = float32_frames_ending_above_one(n_fft)
+    u, v = pred.clone().requires_grad_(), true.clone().requires_grad_()
+    got = wasserstein_1d(u, v, x, cutoff=True, backend=backend)
+    upstream = torch.linspace(0.5, 1.5, got.numel())
+    grads = torch.autograd.grad((got * upstream).sum(), (u, v))
+    u_ref, v_ref = pred.clone().requires_grad_(), true.clone().requires_grad_()
+    expected = merged_sort_w1d(u_ref, v_ref, x, 2.0, "drop")
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), (u_ref, v_ref))
+    torch.testing.assert_close(got.detach(), expected.detach(), rtol=1e-5, atol=0)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-5 * float(e.abs().max()))
+    # Clipping at 1 is another loss on these frames.
+    clipped = wasserstein_1d(pred, true, x, cutoff=True, cutoff_rule="clip", backend=backend)
+    assert float(((clipped - got.detach()).abs() / got.detach()).max()) > 1e-3
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0])
@@ -313,17 +375,16 @@ def test_batched_shapes_match_rowwise(backend: str) -> None:
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
-@pytest.mark.parametrize("cutoff", [False, True])
-def test_point_mass_shift_gives_delta_to_the_p(p: float, cutoff: bool, backend: str) -> None:
+@pytest.mark.parametrize("cutoff", CUTOFFS)
+def test_point_mass_shift_gives_delta_to_the_p(p: float, cutoff: str | None, backend: str) -> None:
     x = torch.linspace(0, 1, 101, dtype=torch.float64)
     u = torch.zeros(101, dtype=torch.float64)
     v = torch.zeros(101, dtype=torch.float64)
     u[20] = 1.0
     v[57] = 1.0
     expected = abs(float(x[57] - x[20])) ** p
-    assert float(wasserstein_1d(u, v, x, p=p, cutoff=cutoff, backend=backend)) == pytest.approx(
-        expected, rel=1e-12
-    )
+    got = wasserstein_1d(u, v, x, p=p, backend=backend, **cutoff_kwargs(cutoff))
+    assert float(got) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
@@ -341,9 +402,9 @@ def test_support_scaling_multiplies_by_c_to_the_p(p: float, backend: str) -> Non
 def test_identical_weights_give_zero(backend: str) -> None:
     u, _, x = random_histograms((4,), 50, seed=9)
     for p in (1.0, 2.0):
-        for cutoff in (False, True):
+        for cutoff in CUTOFFS:
             assert torch.equal(
-                wasserstein_1d(u, u, x, p=p, cutoff=cutoff, backend=backend),
+                wasserstein_1d(u, u, x, p=p, backend=backend, **cutoff_kwargs(cutoff)),
                 torch.zeros(4, dtype=torch.float64),
             )
 
@@ -353,10 +414,11 @@ def test_all_zero_weights_are_finite(backend: str) -> None:
     u = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
     v = torch.zeros(2, 16, dtype=torch.float64, requires_grad=True)
     for p in (1.0, 2.0):
-        w = wasserstein_1d(u, v, x, p=p, cutoff=True, backend=backend)
-        grads = torch.autograd.grad(w.sum(), (u, v))
-        assert torch.equal(w, torch.zeros(2, dtype=torch.float64))
-        assert all(torch.isfinite(g).all() for g in grads)
+        for cutoff in CUTOFFS:
+            w = wasserstein_1d(u, v, x, p=p, backend=backend, **cutoff_kwargs(cutoff))
+            grads = torch.autograd.grad(w.sum(), (u, v))
+            assert torch.equal(w, torch.zeros(2, dtype=torch.float64))
+            assert all(torch.isfinite(g).all() for g in grads)
 
 
 def sot_frames(n_fft: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
@@ -373,17 +435,17 @@ def sot_frames(n_fft: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_fft", [512, 2048])
-@pytest.mark.parametrize("cutoff", [False, True])
+@pytest.mark.parametrize("cutoff", CUTOFFS)
 @pytest.mark.parametrize("p", [2.0, 1.5])
 def test_native_matches_torch_path_on_spectra(
-    p: float, cutoff: bool, n_fft: int, dtype: torch.dtype
+    p: float, cutoff: str | None, n_fft: int, dtype: torch.dtype
 ) -> None:
     """Same values (to rounding) and, at p = 2, bit-identical gradients: the same tie order."""
     pred, true, x = sot_frames(n_fft, dtype)
     results = {}
     for backend in ("native", "torch"):
         u, v = pred.clone().requires_grad_(), true.clone().requires_grad_()
-        w = wasserstein_1d(u, v, x, p=p, cutoff=cutoff, backend=backend)
+        w = wasserstein_1d(u, v, x, p=p, backend=backend, **cutoff_kwargs(cutoff))
         upstream = torch.linspace(0.5, 2.0, w.numel(), dtype=dtype).reshape(w.shape)
         results[backend] = (w.detach(), *torch.autograd.grad((w * upstream).sum(), (u, v)))
     rtol = 1e-6 if dtype == torch.float32 else 1e-12
@@ -528,10 +590,13 @@ def test_cuda_matches_cpu() -> None:
 
 @pytest.mark.parametrize(("n_fft", "cutoff"), [(2048, True), (2048, False), (512, True)])
 def test_sot_matches_numpy_stft_and_pot(n_fft: int, cutoff: bool) -> None:
-    """End to end in float64: NumPy flattop power frames, per-frame POT, mean over frames."""
+    """End to end in float64: NumPy flattop power frames, per-frame POT, mean over frames.
+
+    POT has no cutoff: the clipped cutoff is POT on truncated measures ("drop" is checked
+    against the merged-sort reference below)."""
     pred = torch.cat([harmonic(300.0), harmonic(610.0, 2)]).double()
     target = torch.cat([harmonic(330.0), harmonic(500.0, 4)]).double()
-    loss = SpectralOTLoss(n_fft=n_fft, cutoff=cutoff, reduction="none")
+    loss = SpectralOTLoss(n_fft=n_fft, cutoff=cutoff, cutoff_rule="clip", reduction="none")
     got = loss(pred, target)
     assert got.shape == (2,)
     positions = torch.arange(n_fft // 2 + 1, dtype=torch.float64) / (n_fft / 2)
@@ -549,8 +614,28 @@ def test_sot_matches_numpy_stft_and_pot(n_fft: int, cutoff: bool) -> None:
         assert float(got[b]) == pytest.approx(float(expected), rel=1e-7)
 
 
+@pytest.mark.parametrize("n_fft", [512, 2048])
+@pytest.mark.parametrize("log_frequency", [False, True])
+def test_sot_default_is_the_papers_drop_cutoff(n_fft: int, log_frequency: bool) -> None:
+    """SpectralOTLoss's default: the target divided by its mass, the prediction by the
+    target's, merged-sort W_2^2 with the paper's drop rule, mean over frames and batch, in
+    float32."""
+    gen = torch.Generator().manual_seed(7)
+    f0 = 80 + 1200 * torch.rand(8, 1, generator=gen, dtype=torch.float64)
+    t = torch.arange(4096, dtype=torch.float64) / SR
+    pred = torch.sin(2 * math.pi * f0 * t).float() + 0.3 * torch.sin(4 * math.pi * f0 * t).float()
+    target = torch.sin(2 * math.pi * 1.1 * f0 * t).float()
+    loss = SpectralOTLoss(n_fft=n_fft, log_frequency=log_frequency)
+    assert loss.cutoff and loss.cutoff_rule == "drop"
+    p_frames, t_frames = loss.spectrum(pred), loss.spectrum(target)
+    mass = t_frames.sum(-1, keepdim=True) + 1e-12
+    expected = merged_sort_w1d(p_frames / mass, t_frames / mass, loss.positions.float(), 2.0,
+                               "drop").mean()
+    assert float(loss(pred, target)) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_sot_log_frequency_positions() -> None:
-    loss = SpectralOTLoss(n_fft=2048, log_frequency=True)
+    loss = SpectralOTLoss(n_fft=2048, log_frequency=True, cutoff_rule="clip")
     m = lambda f: 69 + 12 * np.log2(f / 440.0)
     m_low, m_top = m(32.7), m(32.7 * 2 ** (284 / 36))
     freqs = np.arange(1025) * SR / 2048
@@ -651,15 +736,7 @@ def test_mss_matches_numpy(mag_weight: float, logmag_weight: float) -> None:
     got = loss(pred, target)
     assert got.shape == (2,)
     for b in range(2):
-        expected = 0.0
-        for size in sizes:
-            s_hat = np.sqrt(numpy_power_frames(pred[b].numpy(), size, size // 4, "hann"))
-            s = np.sqrt(numpy_power_frames(target[b].numpy(), size, size // 4, "hann"))
-            log = lambda a: np.log(np.maximum(a, 1e-5))
-            expected += (
-                mag_weight * np.abs(s - s_hat).mean()
-                + logmag_weight * np.abs(log(s) - log(s_hat)).mean()
-            )
+        expected = numpy_mss(pred[b].numpy(), target[b].numpy(), sizes, mag_weight, logmag_weight)
         assert float(got[b]) == pytest.approx(expected, rel=1e-9)
     mean = MultiScaleSpectralLoss(sizes, mag_weight, logmag_weight)(pred, target)
     assert mean.shape == ()

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
+from paper_reference import (
+    numpy_linear_upsample,
+    numpy_ola_upsample,
+    numpy_roll_off_ir,
+    numpy_synth,
+)
 
 from models.synth import (
     HarmonicSynth,
-    fft_convolve_zero_phase,
+    fft_convolve,
     frequency_sampling_fir,
     harmonic_oscillator_bank,
     remove_above_nyquist,
@@ -34,37 +40,6 @@ def numpy_sinusoids(amps: np.ndarray, f0: float, n_samples: int, sr: int = SR) -
     for k, a in enumerate(amps, start=1):
         if k * f0 < sr / 2:
             out += a * np.sin(2 * np.pi * k * f0 * n / sr)
-    return out
-
-
-def numpy_ola_upsample(x: np.ndarray, n_samples: int) -> np.ndarray:
-    """Literal DDSP overlap-add: x (T, C) -> (n_samples, C), float64."""
-    n_frames = x.shape[0]
-    hop = n_samples // n_frames
-    window = scipy.signal.get_window("hann", 2 * hop)  # periodic
-    frames = np.concatenate([x, x[-1:]], axis=0)
-    out = np.zeros(((n_frames + 2) * hop, x.shape[1]))
-    for t in range(n_frames + 1):
-        out[t * hop : t * hop + 2 * hop] += window[:, None] * frames[t][None, :]
-    return out[hop:-hop]
-
-
-def numpy_linear_upsample(x: np.ndarray, n_samples: int) -> np.ndarray:
-    """Half-pixel-centred linear interpolation: x (T, C) -> (n_samples, C), float64."""
-    n_frames = x.shape[0]
-    centres = (np.arange(n_frames) + 0.5) * n_samples / n_frames - 0.5
-    n = np.arange(n_samples)
-    return np.stack([np.interp(n, centres, x[:, c]) for c in range(x.shape[1])], axis=1)
-
-
-def numpy_synth(amps: np.ndarray, f0: np.ndarray, n_samples: int, sr: int = SR) -> np.ndarray:
-    """Float64 reference of the whole synth: amps (T, K), f0 (T, 1) -> (n_samples,)."""
-    a = numpy_ola_upsample(amps, n_samples)
-    f = numpy_linear_upsample(f0, n_samples)[:, 0]
-    phase = np.cumsum(2 * np.pi * f / sr)
-    out = np.zeros(n_samples)
-    for k in range(1, amps.shape[1] + 1):
-        out += np.where(k * f < sr / 2, a[:, k - 1], 0.0) * np.sin(k * phase)
     return out
 
 
@@ -120,12 +95,76 @@ def test_time_varying_controls_match_numpy_pipeline() -> None:
     assert np.abs(audio[0].numpy() - ref).max() < 1e-4
 
 
+def _two_harmonics_stepping(f0_frames: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """audio and the audio-rate f0 for amplitudes (1, 0.5) at f0 frames (T,), hop 256."""
+    n_frames = len(f0_frames)
+    a = torch.tensor([[1.0, 0.5]], dtype=torch.float64).expand(1, n_frames, 2)
+    f = torch.tensor(f0_frames, dtype=torch.float64).reshape(1, n_frames, 1)
+    synth = HarmonicSynth(n_samples=256 * n_frames).to(torch.float64)
+    audio = synth(a.contiguous(), f)[0].numpy()
+    centres = (np.arange(n_frames) + 0.5) * 256 - 0.5
+    f_audio = np.interp(np.arange(256 * n_frames), centres, np.asarray(f0_frames, float))
+    return audio, f_audio
+
+
+def test_harmonic_leaving_above_nyquist_fades_over_the_crossfade() -> None:
+    """f0 steps 3 kHz -> 4.5 kHz between frames 1 and 2: harmonic 2 (6 -> 9 kHz) is zeroed in
+    frames 2 and 3 before upsampling, so over block 1 (samples 256..511) its amplitude falls
+    as 0.5 cos^2(pi j / 512), j = n - 256, and it is silent from sample 512 on; the audio-rate
+    crossing (2 f0[n] = 8 kHz at n = 554.2) comes later and changes nothing."""
+    audio, f_audio = _two_harmonics_stepping([3000.0, 3000.0, 4500.0, 4500.0])
+    n = np.arange(1024)
+    phase = np.cumsum(2 * np.pi * f_audio / SR)
+    envelope = np.where(n < 256, 0.5, np.where(n < 512, 0.5 * np.cos(np.pi * (n - 256) / 512) ** 2,
+                                               0.0))
+    expected = np.sin(phase) + envelope * np.sin(2 * phase)
+    np.testing.assert_allclose(audio, expected, rtol=0, atol=1e-10)
+    # Audio-rate masking alone would keep harmonic 2 at full amplitude up to sample 554.
+    audio_rate_only = np.sin(phase) + np.where(2 * f_audio < SR / 2, 0.5, 0.0) * np.sin(2 * phase)
+    assert np.abs(audio_rate_only - expected).max() > 0.3
+
+
+def test_harmonic_entering_below_nyquist_fades_in_and_both_masks_apply() -> None:
+    """f0 steps 4.5 kHz -> 3 kHz: harmonic 2 is zeroed in frames 0 and 1, so over block 1 it
+    rises as 0.5 sin^2(pi j / 512), but only where 2 f0[n] < 8 kHz at audio rate (n >= 469)."""
+    audio, f_audio = _two_harmonics_stepping([4500.0, 4500.0, 3000.0, 3000.0])
+    n = np.arange(1024)
+    phase = np.cumsum(2 * np.pi * f_audio / SR)
+    rise = np.where(n < 256, 0.0, np.where(n < 512, 0.5 * np.sin(np.pi * (n - 256) / 512) ** 2,
+                                           0.5))
+    audible = 2 * f_audio < SR / 2
+    assert not audible[468] and audible[469]
+    expected = np.sin(phase) + np.where(audible, rise, 0.0) * np.sin(2 * phase)
+    np.testing.assert_allclose(audio, expected, rtol=0, atol=1e-10)
+
+
+def test_rising_f0_with_many_harmonics_matches_the_paper_rule() -> None:
+    """PAPER.md's case: f0 rising 300 -> 900 Hz over 16 frames, 20 random amplitudes, float32,
+    against the float64 NumPy rendering of both maskings; audio-rate masking alone is far off."""
+    rng = np.random.default_rng(5)
+    f0 = np.linspace(300.0, 900.0, 16)[:, None]
+    amps = np.repeat(rng.uniform(0.0, 1.0, size=(1, 20)), 16, axis=0)
+    audio = HarmonicSynth(n_samples=4096)(
+        torch.tensor(amps[None], dtype=torch.float32), torch.tensor(f0[None], dtype=torch.float32)
+    )[0].double().numpy()
+    f0_32 = f0.astype(np.float32).astype(np.float64)
+    expected = numpy_synth(amps, f0_32, 4096)
+    peak = np.abs(expected).max()
+    assert np.abs(audio - expected).max() < 1e-5 * peak
+    a = numpy_ola_upsample(amps, 4096)
+    f = numpy_linear_upsample(f0_32, 4096)[:, 0]
+    phase = np.cumsum(2 * np.pi * f / SR)
+    audio_rate_only = sum(np.where(k * f < SR / 2, a[:, k - 1], 0.0) * np.sin(k * phase)
+                          for k in range(1, 21))
+    assert np.abs(audio_rate_only - expected).max() > 0.05 * peak
+
+
 def test_partials_above_nyquist_are_silent() -> None:
     """f0 = 3 kHz, K = 5: 9, 12, 15 kHz are dropped, not aliased to 7, 4, 1 kHz."""
     a, f = constant_controls([1.0] * 5, 3000.0, 16)
     audio = HarmonicSynth(n_samples=4096)(a, f)[0].double().numpy()
     spectrum = np.abs(np.fft.rfft(audio)) / (4096 / 2)  # bins of 3.90625 Hz, exact here
-    bin_of = lambda hz: int(round(hz * 4096 / SR))  # noqa: E731
+    bin_of = lambda hz: int(round(hz * 4096 / SR))
     assert spectrum[bin_of(3000)] == pytest.approx(1.0, abs=1e-3)
     assert spectrum[bin_of(6000)] == pytest.approx(1.0, abs=1e-3)
     for alias_hz in (7000, 4000, 1000):
@@ -174,43 +213,58 @@ def _tone_gain_db(f0: float) -> float:
     return float(20 * torch.log10(wet.pow(2).mean().sqrt() / dry.pow(2).mean().sqrt()))
 
 
-@pytest.mark.parametrize(("f0", "expected_db"), [(250.0, 0.0), (2000.0, -12.04), (4000.0, -18.06)])
+@pytest.mark.parametrize(("f0", "expected_db"), [(250.0, 0.0), (2000.0, -12.0), (4000.0, -18.0)])
 def test_roll_off_magnitude_response(f0: float, expected_db: float) -> None:
-    """20 log10(min(1, 500 / f0)): 0 dB below 500 Hz, -6.02 dB per octave above."""
-    assert _tone_gain_db(f0) == pytest.approx(expected_db, abs=0.25)
+    """0 dB up to 500 Hz, exactly -6 dB per octave above (a factor 10^(-6/20), not 1/2)."""
+    assert _tone_gain_db(f0) == pytest.approx(expected_db, abs=0.05)
 
 
-def test_roll_off_adds_no_delay() -> None:
-    synth = HarmonicSynth(roll_off=True)
-    ir = synth.impulse_response  # (128,)
+def test_roll_off_impulse_response_matches_numpy() -> None:
+    ir = HarmonicSynth(roll_off=True).to(torch.float64).impulse_response.numpy()
+    expected = numpy_roll_off_ir()
     assert ir.shape == (128,)
-    torch.testing.assert_close(ir[1:], ir[1:].flip(0))  # symmetric about 64: linear phase
-    noise = torch.randn(1, 4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out = fft_convolve_zero_phase(noise, ir.double())
-    x, y = noise[0].numpy(), out[0].numpy()
-    lags = np.arange(-20, 21)  # xcorr[k] = sum_n y[n + k] x[n]
-    n = 4096
-    xcorr = [np.dot(y[max(0, k) : n + min(0, k)], x[max(0, -k) : n - max(0, k)]) for k in lags]
-    assert lags[int(np.argmax(xcorr))] == 0
-    full = np.convolve(x, ir.double().numpy())  # (N + 127,)
-    np.testing.assert_allclose(y, full[64 : 64 + 4096], atol=1e-10)
+    np.testing.assert_allclose(ir, expected, rtol=0, atol=1e-7 * np.abs(expected).max())
+    np.testing.assert_allclose(ir[1:], ir[1:][::-1], atol=1e-7)  # symmetric about 64
+    assert int(np.argmax(ir)) == 64
+
+
+def test_roll_off_keeps_the_papers_two_sample_delay() -> None:
+    """y = (x * h)[62 : 62 + N]: an impulse at sample 100 comes out centred on sample 102; the
+    explicit zero-delay option crops from 64 and centres it on 100."""
+    h = numpy_roll_off_ir()
+    x = np.zeros(4096)
+    x[100] = 1.0
+    impulse = torch.tensor(x[None])
+    for zero_delay, start, centre in ((False, 62, 102), (True, 64, 100)):
+        synth = HarmonicSynth(roll_off=True, roll_off_zero_delay=zero_delay).to(torch.float64)
+        y = fft_convolve(impulse, synth.impulse_response, synth.roll_off_crop_start)[0].numpy()
+        np.testing.assert_allclose(y, np.convolve(x, h)[start : start + 4096], atol=1e-7)
+        assert int(np.argmax(y)) == centre
+    assert not HarmonicSynth(roll_off=True).roll_off_zero_delay  # the paper's crop by default
 
 
 def test_roll_off_synth_is_filtered_plain_synth() -> None:
-    a = torch.rand(2, 16, 20, generator=torch.Generator().manual_seed(3))
-    f = 40 + 1900 * torch.rand(2, 16, 1, generator=torch.Generator().manual_seed(4))
-    wet = HarmonicSynth(roll_off=True)
-    dry = HarmonicSynth(roll_off=False)(a, f)
-    torch.testing.assert_close(wet(a, f), fft_convolve_zero_phase(dry, wet.impulse_response))
+    """The roll-off synth is the plain synth's output convolved with h, cropped from 62."""
+    a = torch.rand(2, 16, 20, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    f = 40 + 1900 * torch.rand(2, 16, 1, generator=torch.Generator().manual_seed(4),
+                               dtype=torch.float64)
+    wet = HarmonicSynth(roll_off=True).to(torch.float64)(a, f)[0].numpy()
+    dry = HarmonicSynth(roll_off=False).to(torch.float64)(a, f)[0].numpy()
+    np.testing.assert_allclose(wet, np.convolve(dry, numpy_roll_off_ir())[62 : 62 + 4096],
+                               rtol=0, atol=1e-6)
 
 
-def test_fir_matches_numpy_design() -> None:
-    mags = roll_off_magnitudes(65, SR, 500.0)
+def test_fir_design_of_arbitrary_magnitudes_matches_numpy() -> None:
+    mags = torch.rand(33, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ir = np.fft.irfft(mags.numpy()) * np.fft.fftshift(scipy.signal.get_window("hann", 64))
+    np.testing.assert_allclose(frequency_sampling_fir(mags).numpy(), np.fft.fftshift(ir),
+                               rtol=0, atol=1e-14)
+
+
+def test_roll_off_magnitudes_match_the_formula() -> None:
     freqs = np.linspace(0, SR / 2, 65)
-    np.testing.assert_allclose(mags.numpy(), np.minimum(1.0, 500.0 / np.maximum(freqs, 1e-9)))
-    ir = np.fft.irfft(mags.numpy()) * np.fft.fftshift(scipy.signal.get_window("hann", 128))
-    expected = np.fft.fftshift(ir)
-    np.testing.assert_allclose(frequency_sampling_fir(mags).numpy(), expected, rtol=0, atol=1e-14)
+    expected = np.array([1.0 if f <= 500 else 10 ** (-6 / 20 * np.log2(f / 500)) for f in freqs])
+    np.testing.assert_allclose(roll_off_magnitudes(65, SR, 500.0).numpy(), expected, rtol=1e-12)
 
 
 def test_no_parameters_and_buffers_not_saved() -> None:

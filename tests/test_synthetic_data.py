@@ -323,7 +323,9 @@ def test_authors_format_with_datamodule(tmp_path: Path, caplog) -> None:
 def test_datamodule_batches_and_shuffle(tmp_path: Path, small: dict) -> None:
     path = tmp_path / "small.pth"
     save_dataset(small, path)
-    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, batch_size_val=7, seed=5)
+    dm = PreloadedSinusoidDataModule(
+        data_path=str(path), batch_size=16, batch_size_val=7, seed=5, shuffle=True
+    )
     dm.setup()
     batches = list(dm.train_dataloader())
     assert sum(b["x"].shape[0] for b in batches) == 120
@@ -336,13 +338,27 @@ def test_datamodule_batches_and_shuffle(tmp_path: Path, small: dict) -> None:
     torch.testing.assert_close(b["f0_hz"], small["train_thetas"]["frequency"][b["index"]])
     torch.testing.assert_close(b["x"].abs().amax(1), torch.full((16,), 0.9))
     # reproducible shuffle: a fresh DataModule with the same seed gives the same order
-    dm2 = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, seed=5)
+    dm2 = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, seed=5, shuffle=True)
     dm2.setup()
     assert torch.equal(torch.cat([b["index"] for b in dm2.train_dataloader()]), order)
     val = list(dm.val_dataloader())
     assert [v["x"].shape[0] for v in val] == [7] * 7 + [1]
     assert torch.equal(torch.cat([v["index"] for v in val]), torch.arange(50))
     assert len(dm.test_dataset) == 30
+
+
+def test_datamodule_does_not_shuffle_by_default(tmp_path: Path, small: dict) -> None:
+    """As the authors' loader: every epoch has the same batches, in the split's order."""
+    path = tmp_path / "small.pth"
+    save_dataset(small, path)
+    dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=16, seed=5)
+    dm.setup()
+    loader = dm.train_dataloader()
+    for epoch in range(3):
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        order = torch.cat([b["index"] for b in loader])
+        assert torch.equal(order, torch.arange(120))
 
 
 def test_datamodule_per_frame_f0(tmp_path: Path) -> None:
