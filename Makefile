@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# setup.py builds the C merge kernel of the SOT loss (csrc/); a change there reinstalls.
-$(STAMP): pyproject.toml setup.py csrc/sot_merge.c csrc/sot_merge_rows.h
+# setup.py builds the C kernels of the SOT loss and the synth (csrc/); a change there reinstalls.
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first, from this machine's disk; an unpinned torch would pull a CUDA build.
@@ -41,4 +41,4 @@ figures: install
 	$(PY) scripts/loss_landscape.py --out figures/loss_landscape.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache build _sot_merge*.so
+	rm -rf $(VENV) .pytest_cache build _sot_merge*.so _harmonic_synth*.so

@@ -1,7 +1,10 @@
-"""Builds the optional C merge kernel of losses.wasserstein_1d; everything else is in pyproject.toml.
+"""Builds the optional C kernels; everything else is in pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds and
-``losses.wasserstein_1d`` uses its pure-torch path (same values, slower on the CPU).
+- ``_sot_merge``: the merge kernel of ``losses.wasserstein_1d``;
+- ``_harmonic_synth``: the fused CPU path of ``models.synth.HarmonicSynth``.
+
+Both are optional: without a C compiler the install still succeeds and the pure-torch paths
+are used (the same values to rounding, slower on the CPU).
 """
 
 from setuptools import Extension, setup
@@ -15,6 +18,14 @@ setup(
             extra_compile_args=["-O3", "-std=c99", "-fopenmp"],
             extra_link_args=["-fopenmp"],
             optional=True,
-        )
+        ),
+        Extension(
+            "_harmonic_synth",
+            sources=["csrc/harmonic_synth.c"],
+            depends=["csrc/harmonic_synth_rows.h"],
+            extra_compile_args=["-O3", "-std=c99", "-fopenmp"],
+            extra_link_args=["-fopenmp"],
+            optional=True,
+        ),
     ]
 )

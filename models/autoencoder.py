@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -60,9 +61,15 @@ class HarmonicAutoencoder(L.LightningModule):
         temperature: soft-argmax temperature of the pitch head (> 0).
         cache_train_features: compute the CQT of each training example once per fit
             (the training data never changes), keyed by the batch's ``index``.
+        cache_val_features: the same for the validation examples (validation runs every few
+            epochs on the same examples); the test split is not cached.
         max_nonfinite_steps: skip steps with a non-finite loss or gradient, and stop with
             ``NonFiniteTrainingError`` once more than this many were skipped.
         n_plot_examples: examples drawn in the validation spectra figure (0 disables figures).
+        encoder_dtype: "float32" (default, as the paper), or "bfloat16": the encoder alone runs
+            under bf16 autocast on its device (the CPU's AMX units, a GPU's tensor cores); its
+            outputs are cast back to float32, so the pitch head, synth, STFTs and losses stay
+            in float32.
     """
 
     def __init__(
@@ -74,10 +81,16 @@ class HarmonicAutoencoder(L.LightningModule):
         optimizer: OptimizerCallable,
         temperature: float = 0.1,
         cache_train_features: bool = True,
+        cache_val_features: bool = True,
         max_nonfinite_steps: int = 100,
         n_plot_examples: int = 2,
+        encoder_dtype: Literal["float32", "bfloat16"] = "float32",
     ) -> None:
         super().__init__()
+        if encoder_dtype not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"encoder_dtype must be 'float32' or 'bfloat16', got {encoder_dtype!r}"
+            )
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}; the paper uses 0.1")
         if max_nonfinite_steps < 0:
@@ -91,8 +104,10 @@ class HarmonicAutoencoder(L.LightningModule):
         self.optimizer_factory = optimizer
         self.temperature = float(temperature)
         self.cache_train_features = cache_train_features
+        self.cache_val_features = cache_val_features
         self.max_nonfinite_steps = max_nonfinite_steps
         self.n_plot_examples = n_plot_examples
+        self.encoder_dtype = encoder_dtype
 
         frequencies = torch.as_tensor(features.frequencies, dtype=torch.float64)
         self.f0_low_hz = float(frequencies[0])
@@ -105,7 +120,7 @@ class HarmonicAutoencoder(L.LightningModule):
                 f"({synth.sample_rate}); set both to the data's sample rate"
             )
 
-        self._train_features: dict[int, Tensor] = {}
+        self._feature_caches: dict[str, dict[int, Tensor]] = {"train": {}, "val": {}}
         self._epoch_sums: dict[str, float] = defaultdict(float)
         self._epoch_count = 0
         self._epoch_f0: list[tuple[Tensor, Tensor]] = []
@@ -131,7 +146,10 @@ class HarmonicAutoencoder(L.LightningModule):
     def encode(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Encode CQT frames (B, T, Q) into f0 (B, T) in Hz and amplitudes (B, T, K)."""
         batch, n_frames, n_bins = frames.shape
-        logits, amplitudes = self.encoder(frames.reshape(batch * n_frames, n_bins))
+        with torch.autocast(frames.device.type, dtype=torch.bfloat16,
+                            enabled=self.encoder_dtype == "bfloat16"):
+            logits, amplitudes = self.encoder(frames.reshape(batch * n_frames, n_bins))
+        logits, amplitudes = logits.to(frames.dtype), amplitudes.to(frames.dtype)
         f0_hz = soft_argmax_f0(logits, self.temperature, self.f0_low_hz, self.f0_high_hz)
         return f0_hz.reshape(batch, n_frames), amplitudes.reshape(batch, n_frames, -1)
 
@@ -150,29 +168,36 @@ class HarmonicAutoencoder(L.LightningModule):
         """
         if audio.ndim != 2:
             raise ValueError(f"audio must have shape (batch, samples), got {tuple(audio.shape)}")
-        frames = self.compute_features(audio)
+        return self._estimate_from_frames(self.compute_features(audio))
+
+    def _estimate_from_frames(self, frames: Tensor) -> dict[str, Tensor]:
         f0_hz, amplitudes = self.encode(frames)
         resynthesis = self.decode(f0_hz, amplitudes, frames.shape[1] * self.hop_length)
         return {"f0_hz": f0_hz, "amplitudes": amplitudes, "audio": resynthesis}
 
     # ------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
-        self._train_features.clear()
+        for cache in self._feature_caches.values():
+            cache.clear()
 
-    def _train_frames(self, audio: Tensor, index: Tensor) -> Tensor:
-        if not self.cache_train_features:
+    def _cached_frames(self, audio: Tensor, index: Tensor, split: str) -> Tensor:
+        """CQT frames (B, T, Q) of a batch of ``split`` ("train" or "val"), each example's
+        computed once per fit and kept by its index in the split."""
+        enabled = self.cache_train_features if split == "train" else self.cache_val_features
+        if not enabled:
             return self.compute_features(audio)
+        cache = self._feature_caches[split]
         keys = index.tolist()
-        missing = [i for i, key in enumerate(keys) if key not in self._train_features]
+        missing = [i for i, key in enumerate(keys) if key not in cache]
         if missing:
             fresh = self.compute_features(audio[missing])
             for row, i in enumerate(missing):
-                self._train_features[keys[i]] = fresh[row]
-        return torch.stack([self._train_features[key] for key in keys])
+                cache[keys[i]] = fresh[row]
+        return torch.stack([cache[key] for key in keys])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         audio = batch["x"]
-        f0_hz, amplitudes = self.encode(self._train_frames(audio, batch["index"]))
+        f0_hz, amplitudes = self.encode(self._cached_frames(audio, batch["index"], "train"))
         resynthesis = self.decode(f0_hz, amplitudes, audio.shape[-1])
         total, terms = self.loss.compute_terms(resynthesis, audio)
         if not torch.isfinite(total):
@@ -214,7 +239,10 @@ class HarmonicAutoencoder(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
         audio = batch["x"]
-        estimate = self.estimate(audio)
+        if stage == "val" and self._trainer is not None and self.trainer.state.fn == "fit":
+            estimate = self._estimate_from_frames(self._cached_frames(audio, batch["index"], "val"))
+        else:
+            estimate = self.estimate(audio)
         resynthesis = estimate["audio"]
         if resynthesis.shape[-1] != audio.shape[-1]:
             audio = audio[..., : resynthesis.shape[-1]]

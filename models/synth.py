@@ -8,10 +8,16 @@ controls are (B, N, C); audio is (B, N). Frequencies are in Hz.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
+
+try:  # The fused CPU kernel (csrc/harmonic_synth.c), built by `pip install -e .` with a compiler.
+    import _harmonic_synth
+except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
+    _harmonic_synth = None
 
 __all__ = [
     "ROLL_OFF_DB_PER_OCTAVE",
@@ -161,6 +167,72 @@ def harmonic_oscillator_bank(f0_hz: Tensor, amplitudes: Tensor, sample_rate: flo
 ROLL_OFF_DB_PER_OCTAVE = -6.0
 
 
+Backend = Literal["auto", "native", "torch"]
+_BACKENDS = ("auto", "native", "torch")
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+# Below this many output samples per thread, one more thread costs more than it saves.
+_NATIVE_SAMPLES_PER_THREAD = 1 << 14
+
+
+def native_synth_available() -> bool:
+    """True when the fused CPU kernel of the synthesizer was built (``pip install -e .``)."""
+    return _harmonic_synth is not None
+
+
+def _native_threads(rows: int, n_samples: int) -> int:
+    return max(1, min(torch.get_num_threads(), rows * n_samples // _NATIVE_SAMPLES_PER_THREAD))
+
+
+class _NativeHarmonicSynth(torch.autograd.Function):
+    """Steps 2-4 of ``HarmonicSynth`` fused in C (csrc/harmonic_synth.c), with its backward.
+
+    amplitudes (B, T, K) (masked at frame rate), f0_hz (B, T): contiguous CPU tensors of one
+    dtype (float32 or float64), n_samples a multiple of T. Computed in double precision inside;
+    sin(k phi) by the rotation recurrence from sin(phi) and cos(phi). Returns (B, n_samples).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, amplitudes: Tensor, f0_hz: Tensor, n_samples: int, sample_rate: float
+    ) -> Tensor:
+        ctx.save_for_backward(amplitudes, f0_hz)
+        ctx.n_samples, ctx.sample_rate = n_samples, sample_rate
+        return _native_synth(amplitudes, f0_hz, n_samples, sample_rate)
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:
+        amplitudes, f0_hz = ctx.saved_tensors
+        rows, n_frames, n_harmonics = amplitudes.shape
+        need_a, need_f = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad = grad.contiguous()
+        grad_a = torch.zeros_like(amplitudes) if need_a else None
+        grad_f = torch.empty_like(f0_hz) if need_f else None
+        if rows > 0 and (need_a or need_f):
+            _harmonic_synth.backward(
+                amplitudes.data_ptr(), f0_hz.data_ptr(), grad.data_ptr(),
+                0 if grad_a is None else grad_a.data_ptr(),
+                0 if grad_f is None else grad_f.data_ptr(),
+                rows, n_frames, n_harmonics, ctx.n_samples, float(ctx.sample_rate),
+                amplitudes.dtype == torch.float64, _native_threads(rows, ctx.n_samples),
+            )
+        return grad_a, grad_f, None, None
+
+
+def _native_synth(amplitudes: Tensor, f0_hz: Tensor, n_samples: int, sample_rate: float) -> Tensor:
+    rows, n_frames, n_harmonics = amplitudes.shape
+    out = amplitudes.new_empty(rows, n_samples)
+    if rows > 0:
+        _harmonic_synth.forward(
+            amplitudes.data_ptr(), f0_hz.data_ptr(), out.data_ptr(), rows, n_frames,
+            n_harmonics, n_samples, float(sample_rate), amplitudes.dtype == torch.float64,
+            _native_threads(rows, n_samples),
+        )
+    return out
+
+
 def roll_off_magnitudes(
     n_bands: int = 65, sample_rate: int = 16000, roll_off_hz: float = 500.0
 ) -> Tensor:
@@ -238,6 +310,12 @@ class HarmonicSynth(nn.Module):
        ``roll_off_hz``, -6 dB per octave above, ``n_roll_off_bands`` bands over 0 .. sr / 2)
        and cropped from sample (L - 1) // 2 - 1 as DDSP does, which keeps a 2-sample delay.
        ``roll_off_zero_delay=True`` crops from L // 2 instead (no delay; not the paper's).
+
+    ``backend``: "auto" (default) runs steps 2-4 in the fused C kernel (csrc/harmonic_synth.c)
+    for CPU float32/float64 inputs when it is built (``native_synth_available()``), in double
+    precision with sin(k phi) by the rotation recurrence, and in torch ops otherwise (every
+    CUDA tensor); "native" insists on the kernel; "torch" never uses it. Both paths give the same
+    audio to float32 rounding (the tests compare both with the same NumPy reference).
     """
 
     impulse_response: Tensor
@@ -250,8 +328,17 @@ class HarmonicSynth(nn.Module):
         roll_off_hz: float = 500.0,
         n_roll_off_bands: int = 65,
         roll_off_zero_delay: bool = False,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+        if backend == "native" and _harmonic_synth is None:
+            raise ValueError(
+                "backend='native' needs the synthesizer's C kernel, which is not built; "
+                "reinstall with a C compiler present (pip install -e .) or use backend='torch'"
+            )
+        self.backend = backend
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         if sample_rate <= 0:
@@ -295,10 +382,42 @@ class HarmonicSynth(nn.Module):
             )
         k = torch.arange(1, amplitudes.shape[-1] + 1, device=f0_hz.device, dtype=f0_hz.dtype)
         amplitudes = remove_above_nyquist(amplitudes, f0_hz * k, self.sample_rate)
-        amplitudes_audio = upsample_with_windows(amplitudes, n_samples)
-        f0_audio = upsample_linear(f0_hz, n_samples)
-        amplitudes_audio = remove_above_nyquist(amplitudes_audio, f0_audio * k, self.sample_rate)
-        audio = harmonic_oscillator_bank(f0_audio, amplitudes_audio, self.sample_rate)
+        if self._use_native(amplitudes, f0_hz):
+            _check_frames(amplitudes, n_samples, "amplitudes")
+            if n_samples % amplitudes.shape[1] != 0:
+                raise ValueError(
+                    f"n_samples ({n_samples}) must be a multiple of the number of frames T "
+                    f"({amplitudes.shape[1]})"
+                )
+            dtype = torch.promote_types(f0_hz.dtype, amplitudes.dtype)
+            a, f = amplitudes.to(dtype).contiguous(), f0_hz[..., 0].to(dtype).contiguous()
+            if torch.is_grad_enabled() and (a.requires_grad or f.requires_grad):
+                audio = _NativeHarmonicSynth.apply(a, f, n_samples, float(self.sample_rate))
+            else:
+                audio = _native_synth(a, f, n_samples, float(self.sample_rate))
+        else:
+            audio = self._synthesize_with_torch(amplitudes, f0_hz, k, n_samples)
         if self.roll_off:
             audio = fft_convolve(audio, self.impulse_response, self.roll_off_crop_start)
         return audio
+
+    def _use_native(self, amplitudes: Tensor, f0_hz: Tensor) -> bool:
+        on_cpu = amplitudes.device.type == "cpu" and f0_hz.device.type == "cpu" and \
+            amplitudes.dtype in _NATIVE_DTYPES and f0_hz.dtype in _NATIVE_DTYPES
+        if self.backend == "native":
+            if not on_cpu:
+                raise ValueError(
+                    f"backend='native' runs on CPU float32/float64 only, got {amplitudes.dtype} "
+                    f"on {amplitudes.device.type}; use backend='auto' or 'torch'"
+                )
+            return True
+        return self.backend == "auto" and on_cpu and _harmonic_synth is not None
+
+    def _synthesize_with_torch(
+        self, amplitudes: Tensor, f0_hz: Tensor, k: Tensor, n_samples: int
+    ) -> Tensor:
+        """Steps 2-4 in torch ops (CPU and CUDA): upsampling, audio-rate mask, oscillator bank."""
+        amplitudes_audio = upsample_with_windows(amplitudes, n_samples)
+        f0_audio = upsample_linear(f0_hz, n_samples)
+        amplitudes_audio = remove_above_nyquist(amplitudes_audio, f0_audio * k, self.sample_rate)
+        return harmonic_oscillator_bank(f0_audio, amplitudes_audio, self.sample_rate)
