@@ -1,6 +1,7 @@
 """A trained harmonic autoencoder as a pitch and harmonic estimator for any recording.
 
-    python estimate.py CHECKPOINT.ckpt AUDIO.wav [--out DIR]
+    python estimate.py AUDIO.wav [--out DIR]                  # the reference SOT-2048 model
+    python estimate.py CHECKPOINT.ckpt AUDIO.wav [--out DIR]  # any train.py checkpoint
 
 Reads WAV, FLAC or OGG (anything libsndfile reads), mixes to mono, resamples to the model's
 rate (``scipy.signal.resample_poly`` with the exact rational ratio) and scales the whole file
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,14 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-REPO = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
+from atomic_files import atomic_write_bytes, atomic_write_text
+from checkpoints import CheckpointError, ConfigError, default_checkpoint, load_checkpoint
+from command_line import OneLineArgumentParser, UserError, one_line, run_cli_main
+from datamodule import DEFAULT_PEAK
 from models.autoencoder import HarmonicAutoencoder
 from models.synth import remove_above_nyquist, upsample_linear, upsample_with_windows
-from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main
-from synthetic_data import DEFAULT_PEAK
 
 __all__ = [
     "estimate_track",
@@ -56,21 +54,22 @@ __all__ = [
 PEAK = DEFAULT_PEAK  # the training data's per-example peak (PreloadedSinusoidDataModule)
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> HarmonicAutoencoder:
-    """The trained model of a train.py checkpoint, in eval mode on ``device``.
+def load_model(checkpoint: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:
+    """The trained model of a checkpoint (None: the reference SOT-2048 model shipped in
+    reference-runs/), in eval mode on ``device``, through ``checkpoints.load_checkpoint``.
 
-    Uses ``eval_paper.load_checkpoint``. Raises UserError (one line) for a missing file or
-    anything that is not a loadable train.py checkpoint.
+    Raises UserError (one line) for a missing file or anything that is not a loadable checkpoint.
     """
-    path = Path(checkpoint)
+    try:
+        path = default_checkpoint() if checkpoint is None else Path(checkpoint)
+    except CheckpointError as err:
+        raise UserError(f"{one_line(err)}") from None
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    from eval_paper import load_checkpoint
-
     try:
         model = load_checkpoint(path, device=device)
-    except UserError:
-        raise
+    except (CheckpointError, ConfigError) as err:
+        raise UserError(f"{path}: not a usable train.py checkpoint ({one_line(err)})") from None
     except Exception as err:  # noqa: BLE001  (foreign or corrupt files fail in many ways)
         raise UserError(
             f"{path}: not a usable train.py checkpoint ({type(err).__name__}: {one_line(err)})"
@@ -274,15 +273,11 @@ def _csv_text(track: dict[str, np.ndarray]) -> str:
     return buffer.getvalue()
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(prog="estimate.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", type=Path, help="a train.py checkpoint (.ckpt)")
-    p.add_argument("audio", type=Path, help="WAV, FLAC or OGG file")
+    p = OneLineArgumentParser(prog="estimate.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", type=Path, nargs="+", metavar="[CHECKPOINT] AUDIO",
+                   help="a train.py checkpoint (.ckpt; default: the reference SOT-2048 model), "
+                        "then a WAV, FLAC or OGG file")
     p.add_argument(
         "--out", type=Path, default=None, help="output directory (default outputs/estimate/<name>)"
     )
@@ -301,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line. Returns {"csv", "png", "wav": output paths, "n_frames", "duration_s",
     "seconds": processing time, "real_time_factor": seconds / duration_s, "gain"}."""
     args = _parser().parse_args(argv)
+    if len(args.paths) > 2:
+        raise UserError(f"expected [CHECKPOINT] AUDIO, got {len(args.paths)} paths")
+    args.checkpoint = args.paths[0] if len(args.paths) == 2 else None
+    args.audio = args.paths[-1]
     audio, file_rate = load_audio(args.audio)  # bad audio fails before the slower model load
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, args.device)

@@ -5,9 +5,10 @@
 
 Runs are found as ``<root>/<experiment>/<run>/train_config.yaml`` with checkpoints in
 ``<root>/<experiment>/<run>/checkpoints/*.ckpt`` (our layout and the authors' released one;
-their Lightning 1.x configs and checkpoints are read through ``legacy.py``). Each model is
-rebuilt from its run's own ``train_config.yaml`` and tested with ``trainer.test``, the code
-path of training's final test, so a run's numbers equal its ``test_metrics.json``.
+their Lightning 1.x configs and checkpoints are read through ``checkpoints.py`` and
+``original_format.py``). Each model is rebuilt from its run's own ``train_config.yaml`` and
+tested with ``trainer.test``, the code path of training's final test, so a run's numbers equal
+its ``test_metrics.json``. The table itself is result_tables.py's (pure functions).
 
 Writes under ``--out`` (default ``results/``): ``runs.csv`` (one row per run, every metric),
 ``table.csv`` / ``table.md`` (also printed) / ``table.tex`` (one row per experiment: mean (std)
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import functools
 import gc
 import hashlib
@@ -29,13 +29,10 @@ import importlib.metadata
 import io
 import json
 import logging
-import math
-import pickle
-import random
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,23 +40,56 @@ import numpy as np
 import torch
 import yaml
 
-import legacy
 import metrics
-import train
+import original_format
+from atomic_files import atomic_write_bytes, atomic_write_text
+from checkpoints import (
+    CheckpointError,
+    ConfigError,
+    build_from_config,
+    config_file_for,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
+)
+from command_line import OneLineArgumentParser, UserError, one_line, positive_int, run_cli_main
+from experiment_cli import check_compatible
 from models.autoencoder import HarmonicAutoencoder
 from models.spectral import cqt_frequencies
-from reliability import UserError, atomic_write_bytes, atomic_write_text, one_line, run_cli_main
+from result_tables import (
+    DASH,
+    SOURCE_BASELINE,
+    SOURCE_ORIGINAL,
+    SOURCE_OURS,
+    Skipped,
+    csv_text,
+    family_rows_table,
+    label,
+    render_family_markdown,
+    render_latex,
+    render_markdown,
+    runs_csv,
+    summarize,
+    table_csv,
+)
+from run_layout import (
+    BASE_CONFIG,
+    BEST_CHECKPOINT_GLOB,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    DONE_MARKER,
+    LAST_CHECKPOINT,
+    REPO,
+    TEST_METRICS_FILE,
+)
 
 __all__ = [
-    "CheckpointError",
     "RunError",
     "discover_runs",
     "evaluate_checkpoint",
     "load_checkpoint",
     "main",
-    "mark_best",
     "pitch_baseline",
-    "summarize",
 ]
 
 log = logging.getLogger("eval_paper")
@@ -68,25 +98,15 @@ log = logging.getLogger("eval_paper")
 EVAL_VERSION = "1"
 # Source files whose code decides the numbers: any change re-evaluates (see code_version).
 EVAL_SOURCES = (
-    "eval_paper.py", "legacy.py", "metrics.py", "losses.py", "train.py", "synthetic_data.py",
-    "models/autoencoder.py", "models/encoder.py", "models/spectral.py", "models/synth.py",
+    "eval_paper.py", "checkpoints.py", "original_format.py", "experiment_cli.py", "metrics.py",
+    "losses.py", "datamodule.py", "data_files.py", "models/autoencoder.py", "models/encoder.py",
+    "models/spectral.py", "models/synth.py", "csrc/sot_merge.c", "csrc/sot_merge_rows.h",
+    "csrc/harmonic_synth.c", "csrc/harmonic_synth_rows.h",
 )
-CONFIG_FILE = "train_config.yaml"
-LAST_CHECKPOINT = "last.ckpt"
-BEST_PATTERN = "best-lsd-*.ckpt"
-CORE_METRICS = ("lsd", "rpa", "rca", "od", "mse", "mss", "loss", "median_cents_error",
-                "within_octave")
-SOURCE_OURS = "ours"
-SOURCE_ORIGINAL = "original"
-SOURCE_BASELINE = "baseline"
 
 BASELINE_NAME = "pYIN (baseline)"
 BASELINE_HOP = 256  # the model's control-frame hop: T = N // 256 frames per example
 BASELINE_FRAME_LENGTH = 2048  # 128 ms at 16 kHz: about 4 periods of the lowest CQT bin
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is missing, truncated or unreadable (one line)."""
 
 
 class RunError(Exception):
@@ -111,14 +131,6 @@ class Run:
     finished: bool
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A run (or the baseline) that could not be evaluated, with a one-line reason."""
-
-    path: str
-    reason: str
-
-
 def discover_runs(root: Path) -> list[Path]:
     """Run directories ``root/<experiment>/<run>`` (with a train_config.yaml or a checkpoints/
     folder), sorted; hidden directories are ignored."""
@@ -129,7 +141,7 @@ def discover_runs(root: Path) -> list[Path]:
     runs = []
     for experiment_dir in subdirectories(root):
         for run_dir in subdirectories(experiment_dir):
-            if (run_dir / CONFIG_FILE).is_file() or (run_dir / "checkpoints").is_dir():
+            if (run_dir / CONFIG_FILE).is_file() or (run_dir / CHECKPOINT_DIR).is_dir():
                 runs.append(run_dir)
     return runs
 
@@ -153,7 +165,7 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
     test_metrics.json (the one training tested), else the single ``best-lsd-*.ckpt``; for the
     authors' runs the single ``*.ckpt`` that is not last.ckpt. Raises RunError.
     """
-    directory = run_dir / "checkpoints"
+    directory = run_dir / CHECKPOINT_DIR
     if which == "last":
         path = directory / LAST_CHECKPOINT
         if not path.is_file():
@@ -166,8 +178,8 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
         tested = _tested_checkpoint(run_dir)
         if tested is not None and (directory / tested).is_file():
             return directory / tested
-        candidates = sorted(directory.glob(BEST_PATTERN))
-        wanted = BEST_PATTERN
+        candidates = sorted(directory.glob(BEST_CHECKPOINT_GLOB))
+        wanted = BEST_CHECKPOINT_GLOB
     if not candidates:
         raise RunError(f"no checkpoint: {directory} holds no {wanted}")
     if len(candidates) > 1:
@@ -178,7 +190,7 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
 
 def _tested_checkpoint(run_dir: Path) -> str | None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        name = json.loads((run_dir / train.TEST_METRICS_FILE).read_text()).get("checkpoint")
+        name = json.loads((run_dir / TEST_METRICS_FILE).read_text()).get("checkpoint")
         return name if isinstance(name, str) else None
     return None
 
@@ -193,187 +205,23 @@ def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:
     if not config_path.is_file():
         raise RunError(f"no {CONFIG_FILE} in the run directory")
     config = _read_yaml(config_path)
-    source = SOURCE_ORIGINAL if legacy.is_original_config(config) else SOURCE_OURS
+    source = SOURCE_ORIGINAL if original_format.is_original_config(config) else SOURCE_OURS
     if source == SOURCE_ORIGINAL:
         try:
-            legacy.translate_config(config)
-        except legacy.LegacyFormatError as error:
+            original_format.translate_config(config)
+        except original_format.OriginalFormatError as error:
             raise RunError(f"unknown experiment format: {one_line(error)}") from None
         experiment = str(config.get("group") or run_dir.parent.name)
     else:
         experiment = str(config.get("experiment") or run_dir.parent.name)
     seed = config.get("seed_everything")
     checkpoint = select_checkpoint(run_dir, which, source)
-    finished = source == SOURCE_ORIGINAL or (run_dir / train.DONE_MARKER).exists()
+    finished = source == SOURCE_ORIGINAL or (run_dir / DONE_MARKER).exists()
     return Run(
         run_dir=run_dir, experiment=experiment, name=run_dir.name, source=source,
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         config=config, checkpoint=checkpoint, finished=finished,
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# Building models and reading checkpoints
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class CheckpointContents:
-    """What evaluation reads from a checkpoint (ours or the authors')."""
-
-    state_dict: dict[str, torch.Tensor]
-    epoch: int | None
-    global_step: int | None
-    config_yaml: str | None  # our embedded config (train.CONFIG_KEY), None for the authors'
-    stubbed: tuple[str, ...] = ()  # globals the restricted unpickler replaced (authors' only)
-
-
-def read_checkpoint(path: Path) -> CheckpointContents:
-    """Read a checkpoint on CPU: ``weights_only=True`` for ours, the restricted unpickler
-    (legacy.py) for the authors', whose pickles name their own classes.
-
-    Raises CheckpointError (one line) for a missing, truncated or corrupt file.
-    """
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is missing")
-    stubbed: tuple[str, ...] = ()
-    try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            checkpoint, stubbed = legacy.restricted_torch_load(path)
-    except legacy.LegacyFormatError as error:
-        raise CheckpointError(one_line(error)) from None
-    except Exception as error:  # torch raises many types for truncated or corrupt files
-        raise CheckpointError(
-            f"checkpoint {path.name} is truncated or corrupt ({type(error).__name__}: "
-            f"{one_line(error)[:120]})"
-        ) from None
-    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state_dict.values()
-    ):
-        raise CheckpointError(f"checkpoint {path.name} has no state_dict of tensors")
-    config_yaml = checkpoint.get(train.CONFIG_KEY)
-    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
-    return CheckpointContents(
-        state_dict=state_dict,
-        epoch=epoch if isinstance(epoch, int) else None,
-        global_step=step if isinstance(step, int) else None,
-        config_yaml=config_yaml if isinstance(config_yaml, str) else None,
-        stubbed=stubbed,
-    )
-
-
-def load_weights(model: HarmonicAutoencoder, contents: CheckpointContents, original: bool) -> None:
-    """Load a checkpoint's weights into ``model`` (strict).
-
-    original: the checkpoint comes from the authors' code (their config format); its
-    ``encoder.*`` weights are renamed onto ours and its stored CQT kernels compared with ours
-    (a mismatch is logged; ours are used). Raises CheckpointError (one line) when the weights
-    do not fit the model.
-    """
-    try:
-        if original:
-            model.encoder.load_state_dict(legacy.original_encoder_state(contents.state_dict))
-            matches = legacy.compare_feature_buffers(contents.state_dict, model.features)
-            if matches and not all(matches.values()):
-                bad = ", ".join(k for k, ok in matches.items() if not ok)
-                log.warning("the checkpoint's CQT kernels differ from ours (%s); ours are used",
-                            bad)
-        else:
-            model.load_state_dict(contents.state_dict)
-    except (RuntimeError, ValueError) as error:
-        raise CheckpointError(
-            f"the weights do not fit the config's model: {_flatten(str(error), 200)}"
-        ) from None
-
-
-def _flatten(text: str, limit: int = 300) -> str:
-    """A multi-line message (jsonargparse nests its reasons) as one line of at most ``limit``."""
-    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _cli_error(stderr_text: str) -> str:
-    _, marker, message = stderr_text.partition("error:")
-    return _flatten(message if marker else stderr_text) or "the config does not parse"
-
-
-def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_root: Path) -> Any:
-    """``train.build_cli`` for evaluation (no logger, a throwaway checkpoint_root).
-
-    Raises RunError (one line) when the config does not parse or its classes do not build;
-    jsonargparse's own usage message is swallowed.
-    """
-    args = ["--config", str(config_path), "--checkpoint_root", str(checkpoint_root),
-            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", *extra_args]
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            return train.build_cli(args)
-    except SystemExit:
-        raise RunError(f"the config does not build: {_cli_error(captured.getvalue())}") from None
-    except Exception as error:  # any failure to parse or instantiate: the config no longer builds
-        raise RunError(
-            f"the config does not build ({type(error).__name__}: {_flatten(str(error))})"
-        ) from None
-
-
-def _config_file_for(config: dict[str, Any], directory: Path, text: str | None = None) -> Path:
-    """A config file ``train.build_cli`` accepts: the authors' format translated, ours as is."""
-    if legacy.is_original_config(config):
-        return legacy.write_translated_config(config, directory)
-    path = directory / "config.yaml"
-    path.write_text(text if text is not None else yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-@contextlib.contextmanager
-def _preserved_rng() -> Iterator[None]:
-    """Restore torch/numpy/python RNG states afterwards (building a CLI seeds everything)."""
-    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> HarmonicAutoencoder:
-    """Rebuild a trained model from a checkpoint, in eval mode on ``device``.
-
-    The config is the one embedded in the checkpoint (``train.CONFIG_KEY``), else the run's
-    ``train_config.yaml`` two levels up (``<run>/checkpoints/x.ckpt``); the authors'
-    checkpoints and configs are read through legacy.py. The caller's RNG states are kept.
-    ``model.estimate(audio (B, N))`` then gives f0 (B, T) in Hz and amplitudes (B, T, K).
-    Raises CheckpointError or RunError (one line).
-    """
-    path = Path(path)
-    contents = read_checkpoint(path)
-    if contents.config_yaml is not None:
-        text = contents.config_yaml
-    else:
-        config_path = path.parent.parent / CONFIG_FILE
-        if not config_path.is_file():
-            raise RunError(f"{path.name} embeds no config and {config_path} is missing")
-        text = config_path.read_text()
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RunError(f"the checkpoint's config is not valid YAML: {one_line(error)}") from None
-    if not isinstance(config, dict):
-        raise RunError("the checkpoint's config is not a YAML mapping")
-    with tempfile.TemporaryDirectory(prefix="eval_paper-") as tmp, _preserved_rng():
-        try:
-            config_file = _config_file_for(config, Path(tmp), text)
-        except legacy.LegacyFormatError as error:
-            raise RunError(one_line(error)) from None
-        cli = build_from_config(config_file, ["--trainer.accelerator", "cpu"], Path(tmp))
-    model: HarmonicAutoencoder = cli.model
-    load_weights(model, contents, original=legacy.is_original_config(config))
-    return model.eval().to(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,7 +249,7 @@ def evaluate_checkpoint(
         extra += ["--data.init_args.batch_size_val", str(batch_size)]
     with tempfile.TemporaryDirectory(prefix="eval_paper-") as tmp:
         config_text = (run.run_dir / CONFIG_FILE).read_text()
-        config_file = _config_file_for(run.config, Path(tmp), config_text)
+        config_file = config_file_for(run.config, Path(tmp), config_text)
         cli = build_from_config(config_file, extra, Path(tmp))
         model: HarmonicAutoencoder = cli.model
         datamodule = cli.datamodule
@@ -409,7 +257,7 @@ def evaluate_checkpoint(
         try:
             datamodule.prepare_data()
             datamodule.setup("test")
-            train.check_compatible(model, datamodule)
+            check_compatible(model, datamodule)
         except (UserError, ValueError, OSError) as error:
             raise RunError(f"the data does not fit: {one_line(error)[:200]}") from None
         cli.trainer.test(model, datamodule=datamodule, verbose=False)
@@ -449,7 +297,7 @@ def pitch_baseline(data_path: Path, batch_size: int = 64) -> dict[str, float]:
     import librosa
     from tqdm import tqdm
 
-    from synthetic_data import PreloadedSinusoidDataModule
+    from datamodule import PreloadedSinusoidDataModule
 
     datamodule = PreloadedSinusoidDataModule(
         str(data_path), batch_size=batch_size, generate_if_missing=False
@@ -502,7 +350,7 @@ def code_version() -> str:
     for name in EVAL_SOURCES:
         digest.update(name.encode())
         with contextlib.suppress(OSError):
-            digest.update((train.REPO / name).read_bytes())
+            digest.update((REPO / name).read_bytes())
     versions = [torch.__version__]
     for package in ("nnAudio", "librosa"):
         try:
@@ -537,249 +385,8 @@ class ResultCache:
 
 
 # ----------------------------------------------------------------------------------------------
-# The table
+# The figure
 # ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Column:
-    """A table metric: runs.csv key, header, factor applied, and which values are better."""
-
-    key: str
-    header: str
-    latex: str
-    factor: float
-    better: Literal["lower", "higher", "zero"]
-    digits: int
-
-
-TABLE_COLUMNS = (
-    Column("lsd", "LSD", "LSD", 1.0, "lower", 2),
-    Column("rpa", "RPA (%)", r"RPA (\%)", 100.0, "higher", 1),
-    Column("rca", "RCA (%)", r"RCA (\%)", 100.0, "higher", 1),
-    Column("od", "−OD", r"$-$OD", -1.0, "zero", 3),
-)
-DASH = "–"
-
-
-@dataclass
-class TableRow:
-    """One row of the paper table: an experiment (over its seeds) or the baseline."""
-
-    label: str
-    experiment: str
-    source: str
-    n: int
-    values: dict[str, list[float]] = field(default_factory=dict)  # column key -> per-seed values
-
-    def stat(self, key: str, what: Literal["mean", "std", "median"]) -> float:
-        values = [v for v in self.values.get(key, []) if math.isfinite(v)]
-        if not values:
-            return math.nan
-        if what == "mean":
-            return float(np.mean(values))
-        if what == "median":
-            return float(np.median(values))
-        return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
-def _label(experiment: str, source: str) -> str:
-    return f"{experiment} (original)" if source == SOURCE_ORIGINAL else experiment
-
-
-def summarize(rows: Sequence[dict[str, Any]]) -> list[TableRow]:
-    """Group runs.csv rows by (experiment, source) into table rows, sorted by label.
-
-    Column values are scaled for display (RPA, RCA in %, OD negated to -OD). Baseline rows
-    (source "baseline") come last.
-    """
-    groups: dict[tuple[str, str], TableRow] = {}
-    for row in rows:
-        source = row["source"]
-        label = _label(row["experiment"], source)
-        key = (row["experiment"], source)
-        table_row = groups.setdefault(key, TableRow(label, row["experiment"], source, 0))
-        table_row.n += 1
-        for column in TABLE_COLUMNS:
-            value = row.get(column.key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                table_row.values.setdefault(column.key, []).append(column.factor * float(value))
-    return sorted(groups.values(), key=lambda r: (r.source == SOURCE_BASELINE, r.label))
-
-
-def _goodness(value: float, better: Literal["lower", "higher", "zero"]) -> float:
-    """Smaller is better: LSD as is, RPA/RCA negated, -OD by its distance to 0."""
-    if better == "lower":
-        return value
-    if better == "higher":
-        return -value
-    return abs(value)
-
-
-def mark_best(values: Sequence[float], better: Literal["lower", "higher", "zero"]) -> list[str]:
-    """"best" / "second" / "" per value (NaN never marked).
-
-    Ties share a mark: every value equal to the best is "best", every value equal to the next
-    distinct value is "second". ``better``: "lower", "higher" or "zero" (closest to 0).
-    """
-    scores = [_goodness(v, better) if math.isfinite(v) else math.nan for v in values]
-    distinct = sorted({s for s in scores if math.isfinite(s)})
-    marks = []
-    for score in scores:
-        if distinct and score == distinct[0]:
-            marks.append("best")
-        elif len(distinct) > 1 and score == distinct[1]:
-            marks.append("second")
-        else:
-            marks.append("")
-    return marks
-
-
-def _fmt(value: float, digits: int) -> str:
-    if not math.isfinite(value):
-        return DASH
-    text = f"{value:.{digits}f}"
-    return "0." + "0" * digits if text == "-0." + "0" * digits else text
-
-
-@dataclass
-class Cell:
-    text: str
-    mark: str = ""
-
-
-def table_cells(rows: Sequence[TableRow]) -> list[list[Cell]]:
-    """Cells per row: [n, then per column: "mean (std)", "median"], marks on experiment rows.
-
-    Ranking uses the displayed (rounded) values of mean and median separately; baseline rows
-    are shown but not ranked.
-    """
-    cells: list[list[Cell]] = []
-    for row in rows:
-        line = [Cell(str(row.n) if row.source != SOURCE_BASELINE else DASH)]
-        for column in TABLE_COLUMNS:
-            mean = _fmt(row.stat(column.key, "mean"), column.digits)
-            std = _fmt(row.stat(column.key, "std"), column.digits)
-            median = _fmt(row.stat(column.key, "median"), column.digits)
-            if mean == DASH:
-                line += [Cell(DASH), Cell(DASH)]
-            elif row.source == SOURCE_BASELINE or row.n == 1:
-                line += [Cell(mean if row.source == SOURCE_BASELINE else f"{mean} ({DASH})"),
-                         Cell(median)]
-            else:
-                line += [Cell(f"{mean} ({std})"), Cell(median)]
-        cells.append(line)
-    ranked = [i for i, row in enumerate(rows) if row.source != SOURCE_BASELINE]
-    for c, column in enumerate(TABLE_COLUMNS):
-        for offset, what in ((0, "mean"), (1, "median")):
-            shown = []
-            for i in ranked:
-                text = _fmt(rows[i].stat(column.key, what), column.digits)
-                shown.append(float(text) if text != DASH else math.nan)
-            for i, mark in zip(ranked, mark_best(shown, column.better)):
-                cells[i][1 + 2 * c + offset].mark = mark
-    return cells
-
-
-def render_markdown(rows: Sequence[TableRow], notes: Sequence[str],
-                    skipped: Sequence[Skipped]) -> str:
-    """The table as Markdown: bold best, italic second best, then notes and skipped runs."""
-    header = ["Experiment", "n"]
-    for column in TABLE_COLUMNS:
-        header += [f"{column.header} mean (std)", f"{column.header} median"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
-    for row, cells in zip(rows, table_cells(rows)):
-        texts = [f"**{c.text}**" if c.mark == "best" else f"*{c.text}*" if c.mark == "second"
-                 else c.text for c in cells]
-        lines.append("| " + " | ".join([row.label.replace("|", "\\|"), *texts]) + " |")
-    out = "\n".join(lines) + "\n"
-    if notes:
-        out += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    if skipped:
-        out += "\n## Skipped\n\n" + "\n".join(f"- `{s.path}`: {s.reason}" for s in skipped) + "\n"
-    return out
-
-
-_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "\\": r"\textbackslash{}"}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def render_latex(rows: Sequence[TableRow]) -> str:
-    """The table as a LaTeX tabular (needs ``booktabs``): \\textbf best, \\textit second."""
-    n_cols = 2 + 2 * len(TABLE_COLUMNS)
-    lines = [
-        "% Generated by eval_paper.py; needs \\usepackage{booktabs}.",
-        "\\begin{tabular}{l" + "r" * (n_cols - 1) + "}",
-        "\\toprule",
-        "Experiment & $n$ & " + " & ".join(f"\\multicolumn{{2}}{{c}}{{{c.latex}}}"
-                                           for c in TABLE_COLUMNS) + " \\\\",
-        " & & " + " & ".join("mean (std) & median" for _ in TABLE_COLUMNS) + " \\\\",
-        "\\midrule",
-    ]
-    for row, cells in zip(rows, table_cells(rows)):
-        if row.source == SOURCE_BASELINE:
-            lines.append("\\midrule")
-        texts = []
-        for cell in cells:
-            text = cell.text.replace(DASH, "--")
-            texts.append(f"\\textbf{{{text}}}" if cell.mark == "best"
-                         else f"\\textit{{{text}}}" if cell.mark == "second" else text)
-        lines.append(" & ".join([_latex_escape(row.label), *texts]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def table_csv(rows: Sequence[TableRow]) -> str:
-    """The table as CSV: experiment, source, n and <metric>_{mean,std,median} (display units)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = {"lsd": "lsd", "rpa": "rpa_pct", "rca": "rca_pct", "od": "neg_od"}
-    writer.writerow(["experiment", "label", "source", "n"]
-                    + [f"{names[c.key]}_{s}" for c in TABLE_COLUMNS
-                       for s in ("mean", "std", "median")])
-    for row in rows:
-        values = []
-        for column in TABLE_COLUMNS:
-            for what in ("mean", "std", "median"):
-                value = row.stat(column.key, what)  # type: ignore[arg-type]
-                values.append(repr(value) if math.isfinite(value) else "")
-        writer.writerow([row.experiment, row.label, row.source, row.n, *values])
-    return buffer.getvalue()
-
-
-def _csv_value(value: Any) -> Any:
-    """Empty for None, repr for floats (exact round trip), the value otherwise."""
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else value
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(header), lineterminator="\n",
-                            extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in header})
-    return buffer.getvalue()
-
-
-RUN_COLUMNS = ("experiment", "run", "seed", "checkpoint", "source", "finished", "epoch",
-               "global_step", "data")
-
-
-def runs_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """runs.csv text: RUN_COLUMNS, the core metrics, then any other metric (loss terms), floats
-    written with repr (they read back exactly)."""
-    extra = sorted({k for row in rows for k in row} - set(RUN_COLUMNS) - set(CORE_METRICS)
-                   - {"families"})
-    return _csv_text([*RUN_COLUMNS, *CORE_METRICS, *extra], rows)
-
 
 def plot_rpa_per_seed(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """Figure: RPA (%) and median cents error per seed for every experiment; the baseline as a
@@ -794,7 +401,7 @@ def plot_rpa_per_seed(rows: Sequence[dict[str, Any]], path: Path) -> None:
     by_label: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["source"] != SOURCE_BASELINE:
-            by_label.setdefault(_label(row["experiment"], row["source"]), []).append(row)
+            by_label.setdefault(label(row["experiment"], row["source"]), []).append(row)
     figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(table) + 4), 4.4))
     colors = {SOURCE_OURS: "tab:blue", SOURCE_ORIGINAL: "tab:orange"}
     names = {SOURCE_OURS: "our runs", SOURCE_ORIGINAL: "authors' checkpoints"}
@@ -840,21 +447,9 @@ def plot_rpa_per_seed(rows: Sequence[dict[str, Any]], path: Path) -> None:
 # Command line
 # ----------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line (bad arguments raise UserError: one line, exit 2)."""
-    parser = _OneLineParser(
+    parser = OneLineArgumentParser(
         prog="eval_paper.py",
         description="Evaluate every run under --root on the test split and write the paper table.",
     )
@@ -869,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="best: the run's best-LSD checkpoint (default); last: last.ckpt")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                         help="auto: cuda when available, else cpu")
-    parser.add_argument("--batch-size", type=_positive_int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="test batch size (default: each run's config)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="leave out the pYIN baseline row")
@@ -887,10 +482,11 @@ def _resolve_device(device: str) -> str:
 
 
 def _config_data_path(run: Run) -> Path:
-    config = legacy.translate_config(run.config) if run.source == SOURCE_ORIGINAL else run.config
+    config = original_format.translate_config(run.config) if run.source == SOURCE_ORIGINAL \
+        else run.config
     with contextlib.suppress(AttributeError, KeyError, TypeError):
         return Path(config["data"]["init_args"]["data_path"])
-    base = yaml.safe_load(train.BASE_CONFIG.read_text())
+    base = yaml.safe_load(BASE_CONFIG.read_text())
     return Path(base["data"]["init_args"]["data_path"])
 
 
@@ -976,7 +572,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
                 evaluated += 1
             else:
                 from_cache += 1
-        except (RunError, CheckpointError) as error:
+        except (RunError, CheckpointError, ConfigError) as error:
             skip(run_dir, one_line(error))
             continue
         rows.append({
@@ -1024,7 +620,7 @@ def table_notes(evaluation: Evaluation) -> list[str]:
     if original:
         notes.append(
             "Rows marked (original) are the paper authors' released checkpoints, read without "
-            "their code and translated into our models by legacy.py: " + ", ".join(original) + "."
+            "their code and translated into our models by original_format.py: " + ", ".join(original) + "."
         )
     if any(r["source"] == SOURCE_BASELINE for r in rows):
         notes.append(
@@ -1039,39 +635,6 @@ def table_notes(evaluation: Evaluation) -> list[str]:
     if unfinished:
         notes.append("Training not finished (no `done` marker) for: " + ", ".join(unfinished) + ".")
     return notes
-
-
-def family_rows_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per experiment and instrument family: RPA and RCA (%) averaged over seeds, with n seeds."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        for family in row.get("families") or ():
-            label = _label(row["experiment"], row["source"])
-            grouped.setdefault((label, family["family"]), []).append(family)
-    return [
-        {"experiment": label, "family": family, "n": len(items),
-         "examples": items[0]["n_examples"],
-         "rpa_percent": 100 * float(np.mean([i["rpa"] for i in items])),
-         "rca_percent": 100 * float(np.mean([i["rca"] for i in items])),
-         "median_cents_error": float(np.mean([i["median_cents_error"] for i in items]))}
-        for (label, family), items in grouped.items()
-    ]
-
-
-def render_family_markdown(table: Sequence[dict[str, Any]]) -> str:
-    """The per-family table as Markdown: one row per experiment, RPA / RCA (%) per family."""
-    families = list(dict.fromkeys(r["family"] for r in table))
-    experiments = list(dict.fromkeys(r["experiment"] for r in table))
-    cell = {(r["experiment"], r["family"]): r for r in table}
-    lines = ["| experiment | " + " | ".join(f"{f} RPA / RCA (%)" for f in families) + " |",
-             "|---|" + "---:|" * len(families)]
-    for experiment in experiments:
-        values = []
-        for family in families:
-            r = cell.get((experiment, family))
-            values.append(DASH if r is None else f"{r['rpa_percent']:.1f} / {r['rca_percent']:.1f}")
-        lines.append(f"| {experiment} | " + " | ".join(values) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> Evaluation:
@@ -1095,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     table = summarize(rows)
     markdown = render_markdown(table, table_notes(evaluation), evaluation.skipped)
     atomic_write_text(out / "runs.csv", runs_csv(rows))
-    atomic_write_text(out / "skipped.csv", _csv_text(
+    atomic_write_text(out / "skipped.csv", csv_text(
         ["path", "reason"], [{"path": s.path, "reason": s.reason} for s in evaluation.skipped]))
     atomic_write_text(out / "table.csv", table_csv(table))
     atomic_write_text(out / "table.md", markdown)
@@ -1104,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
         plot_rpa_per_seed(rows, out / "rpa_per_seed.png")
     family_table = family_rows_table(rows)
     if family_table:
-        atomic_write_text(out / "families.csv", _csv_text(list(family_table[0]), family_table))
+        atomic_write_text(out / "families.csv", csv_text(list(family_table[0]), family_table))
         family_markdown = render_family_markdown(family_table)
         atomic_write_text(out / "families.md", family_markdown)
         markdown += "\n\n### Per instrument family (real-instrument set)\n\n" + family_markdown
@@ -1115,4 +678,4 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
 
 
 if __name__ == "__main__":
-    run_cli_main(main, known_errors=(RunError, CheckpointError))
+    run_cli_main(main, known_errors=(RunError, CheckpointError, ConfigError))

@@ -16,7 +16,7 @@ after the scheduled note-on), past the attack. Excerpts quieter than ``min_rms_d
 
 True f0: the MIDI note in equal temperament, f0 = 440 * 2 ** ((note - 69) / 12) Hz.
 
-File format: the synthetic set's (``synthetic_data.save_dataset``): ``test_tensors`` holds every
+File format: the synthetic set's (``data_files.save_dataset``): ``test_tensors`` holds every
 excerpt (float32 [N, n_samples], not normalized; the loader scales each to peak 0.9),
 ``test_thetas["frequency"]`` [N, 1] Hz, ``test_thetas["weights"]`` [N, 8] zeros (a real
 instrument's harmonic amplitudes are unknown). ``train`` and ``val`` hold copies of the first
@@ -35,7 +35,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -47,11 +46,9 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from reliability import UserError, atomic_write_text, run_cli_main
+from atomic_files import atomic_write_text
+from command_line import OneLineArgumentParser, UserError, run_cli_main
+from data_files import save_dataset
 
 __all__ = [
     "FAMILIES",
@@ -76,7 +73,7 @@ log = logging.getLogger("real_data")
 
 GENERATOR = "real_data.render_dataset"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-INSTALL_SCRIPT = REPO / "scripts" / "install_fluidsynth.sh"
+INSTALL_SCRIPT = Path(__file__).resolve().parent / "scripts" / "install_fluidsynth.sh"
 MIDI_MIN, MIDI_MAX = 28, 94  # 41.2 and 1864.7 Hz: the notes inside the paper's 40-1950 Hz
 N_WEIGHTS = 8  # harmonic slots of the synthetic set's ``weights``
 RECORD_FIELDS = ("family", "program", "instrument", "note", "velocity", "f0_hz", "rms_dbfs")
@@ -551,13 +548,8 @@ def default_output(sample_rate: int = 16000, n_samples: int = 4096) -> Path:
     return Path("data") / f"fluidr3_notes_sr{sample_rate}_{n_samples}.pth"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(prog="real_data.py", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(prog="real_data.py", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--out",
         type=Path,
@@ -608,8 +600,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.soundfont,
         args.jobs,
     )
-    from synthetic_data import save_dataset
-
     out = args.out if args.out is not None else default_output(args.sample_rate, args.n_samples)
     save_dataset(data, out)
     table = write_records_csv(data["meta"]["records"], out.with_suffix(".csv"))

@@ -47,19 +47,22 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
-from reliability import RunFailed
+from run_layout import (
+    DONE_MARKER,
+    EXIT_FAILED,
+    EXIT_USER_ERROR,
+    REPO,
+    experiment_config,
+    known_experiments,
+    run_directory,
+)
 
-REPO = Path(__file__).resolve().parent
 TRAIN_SCRIPT = REPO / "train.py"
-EXPERIMENTS_DIR = REPO / "paper-experiments"
-# train.py's layout: train.run_directory() and train.DONE_MARKER (tests/test_sweep.py compares)
-DONE_MARKER = "done"
 # train.py options that the sweep sets itself, after the user's args, so they always win
 SWEEP_OWNED_OPTIONS = ("--experiment", "--seed_everything", "--checkpoint_root", "--resume")
 # per-run W&B identities: a sweep must let train.py choose them (<run>/wandb_run_id)
 PER_RUN_ENVIRONMENT = ("WANDB_RUN_ID", "WANDB_NAME")
-EXIT_USER_ERROR = 2
-EXIT_RUN_FAILED = 1
+EXIT_RUN_FAILED = EXIT_FAILED
 
 log = logging.getLogger("sweep")
 
@@ -68,16 +71,18 @@ class SweepError(ValueError):
     """A mistake in the sweep's settings: reported as one line, exit 2."""
 
 
+class RunFailed(RuntimeError):
+    """A training run ended without its `done` marker (``returncode``: train.py's exit status).
+
+    The job raises it and the sweeper catches it (``python sweep.py`` runs as the module
+    ``sweep``, see the end of this file, so both see this one class).
+    """
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
 
 
-def known_experiments() -> list[str]:
-    """Experiment names: the YAML files of paper-experiments/ except base.yaml."""
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != "base")
-
-
-def run_directory(checkpoint_root: str | Path, experiment: str, seed: int) -> Path:
-    """`<checkpoint_root>/<experiment>/<experiment>-<seed>`, the tree train.py writes."""
-    return Path(checkpoint_root) / experiment / f"{experiment}-{seed}"
 
 
 def _owned_option(arg: str) -> str | None:
@@ -136,7 +141,7 @@ class Run:
             python,
             str(TRAIN_SCRIPT),
             "--config",
-            str(EXPERIMENTS_DIR / f"{self.experiment}.yaml"),
+            str(experiment_config(self.experiment)),
             *self.args,
             "--experiment",
             self.experiment,
@@ -242,7 +247,7 @@ def run_training(run: Run, cwd: Path) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="conf/sweep", config_name="sweep")
+@hydra.main(version_base="1.3", config_path=str(REPO / "conf" / "sweep"), config_name="sweep")
 def main(cfg: DictConfig) -> str:
     """One job of the sweep (hydra's task function). Returns the run directory."""
     cwd = Path(get_original_cwd())
@@ -294,113 +299,116 @@ def _is_slurm(launcher: Any) -> bool:
     return isinstance(launcher, SlurmLauncher)
 
 
-class SkipDoneSweeper(BasicSweeper):
-    """Hydra's basic sweeper (cartesian product of the values given), which first drops the runs
-    that are done, checks the grid (experiment names, args, distinct run directories), and
-    prints the plan instead of launching when ``dry_run`` is set."""
-
-    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        assert self.config is not None and self.launcher is not None
-        assert self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        grid = [job for batch in self.split_arguments(overrides, None) for job in batch]
-        cwd = Path.cwd()
-        todo: list[tuple[list[str], Run]] = []
-        done: list[Run] = []
-        seen: set[Path] = set()
-        for job_overrides in grid:
-            job_config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, job_overrides
-            )
-            try:
-                run = run_from_config(job_config, cwd)
-            except SweepError as error:
-                _fail(str(error))
-            if run.run_dir in seen:
-                _fail(
-                    f"two jobs would write {run.run_dir} (args differ but experiment, seed and "
-                    "checkpoint_root do not): give them different checkpoint_root values"
-                )
-            seen.add(run.run_dir)
-            if run.is_done():
-                done.append(run)
-            else:
-                todo.append((job_overrides, run))
-        if done:
-            log.info("done, skipped: %s", " ".join(run.name for run in done))
-        if self.config.dry_run:
-            self._print_plan([run for _, run in todo], done)
-            return []
-        if not todo:
-            print(f"nothing to launch: the {len(grid)} runs are done")
-            return []
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        from submitit.core.utils import FailedJobError, UncompletedJobError
-
-        size = self._batch_size(len(todo))
-        returns: list[Sequence[JobReturn]] = []
-        for start in range(0, len(todo), size):
-            batch = [job_overrides for job_overrides, _ in todo[start : start + size]]
-            try:
-                returns.append(self.launcher.launch(batch, initial_job_idx=start))
-            except (FailedJobError, UncompletedJobError) as error:  # a job died without a result
-                print(error, file=sys.stderr)
-                _fail(
-                    f"a job ended without a result (logs in {sweep_dir / '.submitit'}); the "
-                    "sweep's other jobs may still run (squeue): when they are over, run the same "
-                    "command again: finished runs are skipped, the others resume",
-                    EXIT_RUN_FAILED,
-                )
-        self._report([r for batch in returns for r in batch], [run for _, run in todo])
-        return returns
-
-    def _batch_size(self, n_runs: int) -> int:
-        return self.max_batch_size or n_runs
-
-    def _print_plan(self, todo: list[Run], done: list[Run]) -> None:
-        print(
-            f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
-            + (f" ({' '.join(run.name for run in done)})" if done else "")
+def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:  # noqa: E501
+    """The sweep of ``hydra_plugins.sot_sweep.SkipDoneSweeper`` (``self``): hydra's basic sweep
+    (the cartesian product of the values given), which first drops the runs that are done,
+    checks the grid (experiment names, args, distinct run directories), and prints the plan
+    instead of launching when ``dry_run`` is set."""
+    assert self.config is not None and self.launcher is not None
+    assert self.hydra_context is not None
+    parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+    overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+    grid = [job for batch in self.split_arguments(overrides, None) for job in batch]
+    cwd = Path.cwd()
+    todo: list[tuple[list[str], Run]] = []
+    done: list[Run] = []
+    seen: set[Path] = set()
+    for job_overrides in grid:
+        job_config = self.hydra_context.config_loader.load_sweep_config(
+            self.config, job_overrides
         )
-        for run in todo:
-            print(shlex.join(run.command(sys.executable)))
-        if todo and _is_slurm(self.launcher):
-            n_jobs = min(len(todo), self._batch_size(len(todo)))
-            first = "the first batch of " if n_jobs < len(todo) else ""
-            print(
-                f"# sbatch script submitted for {first}"
-                f"{n_jobs} run{'s (one job array)' if n_jobs > 1 else ''}:"
+        try:
+            run = run_from_config(job_config, cwd)
+        except SweepError as error:
+            _fail(str(error))
+        if run.run_dir in seen:
+            _fail(
+                f"two jobs would write {run.run_dir} (args differ but experiment, seed and "
+                "checkpoint_root do not): give them different checkpoint_root values"
             )
-            print(sbatch_script(self.config.hydra.launcher, n_jobs))
+        seen.add(run.run_dir)
+        if run.is_done():
+            done.append(run)
+        else:
+            todo.append((job_overrides, run))
+    if done:
+        log.info("done, skipped: %s", " ".join(run.name for run in done))
+    if self.config.dry_run:
+        _print_plan(self, [run for _, run in todo], done)
+        return []
+    if not todo:
+        print(f"nothing to launch: the {len(grid)} runs are done")
+        return []
+    sweep_dir = Path(self.config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+    from submitit.core.utils import FailedJobError, UncompletedJobError
 
-    @staticmethod
-    def _report(results: list[JobReturn], runs: list[Run]) -> None:
-        failed = 0
-        rejected: list[str] = []
-        for result, run in zip(results, runs):
-            if result.status == JobStatus.COMPLETED:
-                print(f"ok      {run.name}  {run.run_dir}")
-            else:
-                failed += 1
-                error = result._return_value
-                if isinstance(error, RunFailed) and error.returncode == EXIT_USER_ERROR:
-                    rejected.append(run.name)
-                print(f"FAILED  {run.name}  {error}")
-        if rejected:
+    size = _batch_size(self, len(todo))
+    returns: list[Sequence[JobReturn]] = []
+    for start in range(0, len(todo), size):
+        batch = [job_overrides for job_overrides, _ in todo[start : start + size]]
+        try:
+            returns.append(self.launcher.launch(batch, initial_job_idx=start))
+        except (FailedJobError, UncompletedJobError) as error:  # a job died without a result
+            print(error, file=sys.stderr)
             _fail(
-                f"{', '.join(rejected)}: train.py rejected its arguments (its error is above): "
-                "fix them, then run the sweep again",
+                f"a job ended without a result (logs in {sweep_dir / '.submitit'}); the "
+                "sweep's other jobs may still run (squeue): when they are over, run the same "
+                "command again: finished runs are skipped, the others resume",
                 EXIT_RUN_FAILED,
             )
-        if failed:
-            _fail(
-                f"{failed} of {len(runs)} runs failed (see above); run the same command again: "
-                "finished runs are skipped, the others resume",
-                EXIT_RUN_FAILED,
-            )
+    report_results([r for batch in returns for r in batch], [run for _, run in todo])
+    return returns
+
+
+def _batch_size(self: BasicSweeper, n_runs: int) -> int:
+    return self.max_batch_size or n_runs
+
+
+def _print_plan(self: BasicSweeper, todo: list[Run], done: list[Run]) -> None:
+    print(
+        f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
+        + (f" ({' '.join(run.name for run in done)})" if done else "")
+    )
+    for run in todo:
+        print(shlex.join(run.command(sys.executable)))
+    if todo and _is_slurm(self.launcher):
+        n_jobs = min(len(todo), _batch_size(self, len(todo)))
+        first = "the first batch of " if n_jobs < len(todo) else ""
+        print(
+            f"# sbatch script submitted for {first}"
+            f"{n_jobs} run{'s (one job array)' if n_jobs > 1 else ''}:"
+        )
+        print(sbatch_script(self.config.hydra.launcher, n_jobs))
+
+
+def report_results(results: list[JobReturn], runs: list[Run]) -> None:
+    """Print one line per run; exit 1 (one line) if any failed, naming those that train.py
+    rejected."""
+    failed = 0
+    rejected: list[str] = []
+    for result, run in zip(results, runs):
+        if result.status == JobStatus.COMPLETED:
+            print(f"ok      {run.name}  {run.run_dir}")
+        else:
+            failed += 1
+            error = result._return_value
+            if isinstance(error, RunFailed) and error.returncode == EXIT_USER_ERROR:
+                rejected.append(run.name)
+            print(f"FAILED  {run.name}  {error}")
+    if rejected:
+        _fail(
+            f"{', '.join(rejected)}: train.py rejected its arguments (its error is above): "
+            "fix them, then run the sweep again",
+            EXIT_RUN_FAILED,
+        )
+    if failed:
+        _fail(
+            f"{failed} of {len(runs)} runs failed (see above); run the same command again: "
+            "finished runs are skipped, the others resume",
+            EXIT_RUN_FAILED,
+        )
 
 
 def _hydra_quoted(value: str) -> str:
@@ -443,4 +451,8 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # Run as the module ``sweep``, not as ``__main__``: hydra's sweeper plugin imports ``sweep``,
+    # and the jobs it launches and the sweeper that reports them must share one RunFailed class.
+    import sweep
+
+    sweep.cli()

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
 
-    from synthetic_data import PreloadedSinusoidDataModule, generate_dataset, save_dataset
+    from data_files import save_dataset
+    from datamodule import PreloadedSinusoidDataModule
+    from synthetic_data import generate_dataset
 
     generation, saving, epoch = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -216,12 +216,13 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = 12 if args.quick else args.epochs
     eval_runs = (1, 2) if args.quick else (1, 2, 4)
 
-    from synthetic_data import generate_dataset, save_dataset
+    from data_files import save_dataset
+    from synthetic_data import SynthSettings, generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench_memory-") as tmp:
         workdir = Path(tmp)
         data = workdir / "data.pth"
-        save_dataset(generate_dataset(n_examples=384, split_sizes=(320, 32, 32), seed=1), data)
+        save_dataset(generate_dataset(SynthSettings(n_examples=384, split_sizes=(320, 32, 32), seed=1)), data)
         training = measure_training(data, workdir, epochs, args.batches)
         evaluation = (
             measure_eval(data, workdir, eval_runs) if (REPO / "eval_paper.py").is_file() else {}

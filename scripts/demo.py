@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
-from eval_paper import load_checkpoint  # noqa: E402
+from checkpoints import load_checkpoint  # noqa: E402
+from command_line import run_cli_main  # noqa: E402
 from plotting import draw_f0_scatter  # noqa: E402
-from reliability import run_cli_main  # noqa: E402
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
 PRESET = REPO / "paper-experiments" / "presets" / "cpu-quick.yaml"
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_steps is not None:
             cli_args += ["--trainer.max_steps", str(args.max_steps)]
         print(f"\n=== training {experiment} (CPU preset) ===", flush=True)
-        cli = train.build_cli(cli_args)
+        cli = experiment_cli.build_cli(cli_args)
         results[experiment] = train.train_and_test(cli)
         best = sorted((cli.run_dir / "checkpoints").glob("best-lsd-*.ckpt"))
         models[experiment] = load_checkpoint(best[-1] if best else cli.run_dir / "checkpoints" / "last.ckpt")

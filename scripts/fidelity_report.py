@@ -51,9 +51,9 @@ def peak_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def build(experiment: str, tmp: Path, data_path: Path):
-    import train
+    from experiment_cli import build_cli
 
-    cli = train.build_cli([
+    cli = build_cli([
         "--config", str(REPO / "paper-experiments" / f"{experiment}.yaml"),
         "--checkpoint_root", str(tmp), "--trainer.logger", "false",
         "--data.init_args.data_path", str(data_path), "--trainer.accelerator", "cpu",
@@ -130,7 +130,7 @@ def sot_gradient_row(experiment: str, name: str, module, prediction, target) -> 
 
 def authors_rows(tmp: Path, target: torch.Tensor, data_path: Path) -> list[tuple]:
     """A model rebuilt from their format against their encoder's forward pass, and its decoder."""
-    import eval_paper
+    from checkpoints import load_checkpoint
 
     rows = []
     for experiment, roll_off in (("SOT-2048", False), ("MSS-LogLin", True)):
@@ -147,7 +147,7 @@ def authors_rows(tmp: Path, target: torch.Tensor, data_path: Path) -> list[tuple
         (run.parent / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         state = authors_state_dict(seed=3)
         write_checkpoint_pickled_like_theirs(run / "best.ckpt", state)
-        model = eval_paper.load_checkpoint(run / "best.ckpt")
+        model = load_checkpoint(run / "best.ckpt")
         with torch.no_grad():
             estimate = model.estimate(target)
             f0_ref, amplitudes_ref = reference_forward(state, reference_cqt(target))
@@ -169,14 +169,17 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     parser.add_argument("--batch", type=int, default=16, help="examples in the paper-style batch")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    from synthetic_data import generate_dataset, peak_normalize, save_dataset
+    from data_files import save_dataset
+    from datamodule import peak_normalize
+    from synthetic_data import SynthSettings, generate_dataset
 
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data_path = tmp / "data.pth"
         n = args.batch
-        save_dataset(generate_dataset(n_examples=3 * n, split_sizes=(n, n, n), seed=1), data_path)
+        save_dataset(generate_dataset(SynthSettings(n_examples=3 * n, split_sizes=(n, n, n), seed=1)),
+                     data_path)
         target = peak_normalize(torch.load(data_path, weights_only=True)["test_tensors"], 0.9)
         rng = np.random.default_rng(11)
         rising = (torch.linspace(300.0, 900.0, 16)[None],

@@ -17,8 +17,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 @pytest.fixture(scope="session")
 def tiny_data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 96-example set (64/16/16) of the paper's harmonic signals, 16 kHz, 4096 samples."""
-    from synthetic_data import generate_dataset, save_dataset
+    from data_files import save_dataset
+    from synthetic_data import SynthSettings, generate_dataset
 
     path = tmp_path_factory.mktemp("data") / "tiny_harmonic.pth"
-    save_dataset(generate_dataset(n_examples=96, split_sizes=(64, 16, 16), seed=7), path)
+    save_dataset(generate_dataset(SynthSettings(n_examples=96, split_sizes=(64, 16, 16), seed=7)), path)
     return path

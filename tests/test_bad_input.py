@@ -167,7 +167,8 @@ def _can_mount(probe: Path) -> bool:
 
 
 def _build_world(root: Path, tiny_data_path: Path) -> World:
-    from synthetic_data import generate_dataset, save_dataset
+    from data_files import save_dataset
+    from synthetic_data import SynthSettings, generate_dataset
 
     inputs = root / "inputs"
     inputs.mkdir(parents=True)
@@ -189,11 +190,11 @@ def _build_world(root: Path, tiny_data_path: Path) -> World:
         broken[f"{split}_tensors"][3, 100] = value
         torch.save(broken, inputs / name)
     save_dataset(
-        generate_dataset(n_examples=24, split_sizes=(16, 4, 4), sample_rate=8000, f0_max=1000.0),
+        generate_dataset(SynthSettings(n_examples=24, split_sizes=(16, 4, 4), sample_rate=8000, f0_max=1000.0)),
         inputs / "rate_8000_data.pth",
     )
     save_dataset(
-        generate_dataset(n_examples=24, split_sizes=(16, 4, 4), n_samples=1024),
+        generate_dataset(SynthSettings(n_examples=24, split_sizes=(16, 4, 4), n_samples=1024)),
         inputs / "short_data.pth",
     )
     (inputs / "malformed.yaml").write_text("model:\n  temperature: [0.1, 0.2\ntrainer: {}\n")
@@ -304,7 +305,22 @@ CASES: list[Case] = [
         "temperature-zero",
         T,
         lambda w, ws: _train(w, ws, "--model.temperature", "0"),
-        (r"temperature must be > 0", r"got 0\.0", r"paper uses 0\.1"),
+        (r"^train\.py: error: model\.temperature: temperature must be > 0", r"got 0\.0",
+         r"paper uses 0\.1"),
+    ),
+    Case(
+        "batch-size-zero",
+        T,
+        lambda w, ws: _train(w, ws, "--data.init_args.batch_size", "0"),
+        (r"^train\.py: error: data\.init_args\.batch_size: batch_size must be a positive "
+         r"integer, got 0$",),
+    ),
+    Case(
+        "kernel-size-even",
+        T,
+        lambda w, ws: _train(w, ws, "--model.encoder.init_args.kernel_size", "4"),
+        (r"model\.encoder\.init_args\.kernel_size: kernel_size must be an odd positive "
+         r"integer, got 4",),
     ),
     *[
         Case(
@@ -316,7 +332,8 @@ CASES: list[Case] = [
             says,
         )
         for label, value, says in (
-            ("zero", "0", (r"n_fft must be a positive integer", r"got 0")),
+            ("zero", "0", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: n_fft must "
+                           r"be a positive integer", r"got 0")),
             ("negative", "-5", (r"n_fft must be a positive integer", r"got -5")),
             ("text", "abc", (r"model\.loss\.terms\.n_fft: expected int", r"got abc")),
             ("fraction", "2.5", (r"model\.loss\.terms\.n_fft: expected int", r"got 2\.5")),

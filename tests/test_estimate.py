@@ -20,13 +20,14 @@ import torch
 from torch import Tensor, nn
 
 import estimate
-import train
+import experiment_cli
+import run_layout
+from command_line import UserError, run_cli_main
 from losses import MultiScaleSpectralLoss
 from models.autoencoder import HarmonicAutoencoder
 from models.encoder import PESTOEncoder
 from models.spectral import CQT
 from models.synth import HarmonicSynth, upsample_linear
-from reliability import UserError, run_cli_main
 
 HOP = 256  # samples per frame at 16 kHz
 RATE = 16000  # Hz
@@ -108,12 +109,12 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path) -
     """A checkpoint as train.py writes it (its Trainer, callbacks and embedded config), of an
     untrained SOT-2048 model: saving without fitting keeps the test fast."""
     root = tmp_path_factory.mktemp("runs")
-    cli = train.build_cli(
+    cli = experiment_cli.build_cli(
         [
             "--config",
-            str(train.REPO / "paper-experiments" / "SOT-2048.yaml"),
+            str(run_layout.REPO / "paper-experiments" / "SOT-2048.yaml"),
             "--config",
-            str(train.REPO / "paper-experiments" / "presets" / "debug.yaml"),
+            str(run_layout.REPO / "paper-experiments" / "presets" / "debug.yaml"),
             "--data.init_args.data_path",
             str(tiny_data_path),
             "--checkpoint_root",
@@ -123,7 +124,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path) -
     cli.trainer.strategy.connect(cli.model)
     path = root / "untrained.ckpt"
     cli.trainer.save_checkpoint(path)
-    assert train.CONFIG_KEY in torch.load(path, map_location="cpu", weights_only=True)
+    assert run_layout.CONFIG_KEY in torch.load(path, map_location="cpu", weights_only=True)
     return path
 
 

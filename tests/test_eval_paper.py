@@ -18,11 +18,14 @@ import pytest
 import torch
 import yaml
 
+import checkpoints
 import eval_paper
 import metrics
+import result_tables
+import run_layout
 import train
-from reliability import run_cli_main
-from synthetic_data import PreloadedSinusoidDataModule
+from command_line import run_cli_main
+from datamodule import PreloadedSinusoidDataModule
 
 RUNS = [("SOT-2048", 1), ("SOT-2048", 2), ("MSS-Lin", 1)]
 
@@ -31,8 +34,8 @@ def _train(experiment: str, seed: int, data: Path, root: Path) -> None:
     # batch 32 -> 2 training steps = 1 epoch, then validation saves best-lsd-0-2.ckpt;
     # val/test batches of 16 hold the whole 16-example split.
     train.main([
-        "--config", str(train.REPO / "paper-experiments" / f"{experiment}.yaml"),
-        "--config", str(train.REPO / "paper-experiments" / "presets" / "debug.yaml"),
+        "--config", str(run_layout.REPO / "paper-experiments" / f"{experiment}.yaml"),
+        "--config", str(run_layout.REPO / "paper-experiments" / "presets" / "debug.yaml"),
         "--data.init_args.data_path", str(data), "--checkpoint_root", str(root),
         "--seed_everything", str(seed), "--data.init_args.batch_size", "32",
         "--data.init_args.batch_size_val", "16", "--trainer.max_steps", "2",
@@ -64,7 +67,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def run_dir(root: Path, experiment: str, seed: int) -> Path:
-    return train.run_directory(root, experiment, seed)
+    return run_layout.run_directory(root, experiment, seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +228,7 @@ def test_bad_runs_are_skipped_with_one_line_reasons(
 def test_a_root_without_runs_exits_2_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = subprocess.run(
-        [sys.executable, str(train.REPO / "eval_paper.py"), "--root", str(tmp_path / "empty"),
+        [sys.executable, str(run_layout.REPO / "eval_paper.py"), "--root", str(tmp_path / "empty"),
          "--out", str(tmp_path / "results")],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
@@ -263,7 +266,7 @@ def test_load_checkpoint_gives_an_eval_model_that_reproduces_the_pitch_metrics(
     run = run_dir(trained_root, "SOT-2048", 1)
     (path,) = (run / "checkpoints").glob("best-lsd-*.ckpt")
     rng = torch.get_rng_state()
-    model = eval_paper.load_checkpoint(path)
+    model = checkpoints.load_checkpoint(path)
     assert torch.equal(torch.get_rng_state(), rng)  # building did not reseed the caller
     assert not any(m.training for m in model.modules())
     saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
@@ -301,9 +304,9 @@ def test_best_is_bold_and_second_best_italic_per_column() -> None:
         _row("C", 1, 8.0, 0.95, 0.50),                                    # LSD 8, RPA 95, -OD -0.5
         _row("pYIN (baseline)", None, None, 0.99, 0.0, source="baseline"),
     ]
-    table = eval_paper.summarize(rows)
+    table = result_tables.summarize(rows)
     assert [r.label for r in table] == ["A", "B", "C", "pYIN (baseline)"]
-    cells = eval_paper.table_cells(table)
+    cells = result_tables.table_cells(table)
     # columns: n, then mean and median of LSD, RPA, RCA and -OD
     marks = [[c.mark for c in row] for row in cells]
     assert marks[0] == ["", "", "", "second", "second", "second", "second", "second", "second"]
@@ -313,21 +316,21 @@ def test_best_is_bold_and_second_best_italic_per_column() -> None:
     assert [c.text for c in cells[1][:4]] == ["2", "6.00 (1.41)", "6.00", "50.0 (0.0)"]
     assert cells[2][1].text == "8.00 (–)"
     assert cells[3][1].text == "–" and cells[3][3].text == "99.0"
-    markdown = eval_paper.render_markdown(table, ["a note"], [eval_paper.Skipped("x/y", "why")])
+    markdown = result_tables.render_markdown(table, ["a note"], [result_tables.Skipped("x/y", "why")])
     assert "| B | 2 | **6.00 (1.41)** | **6.00** | 50.0 (0.0) |" in markdown
     assert "| C | 1 | *8.00 (–)* | *8.00* | **95.0 (–)** |" in markdown
     assert "- a note" in markdown and "## Skipped" in markdown and "- `x/y`: why" in markdown
-    latex = eval_paper.render_latex(table)
+    latex = result_tables.render_latex(table)
     assert r"B & 2 & \textbf{6.00 (1.41)} & \textbf{6.00}" in latex
     assert r"C & 1 & \textit{8.00 (--)}" in latex
 
 
 def test_mark_best_handles_ties_and_closest_to_zero() -> None:
-    assert eval_paper.mark_best([1.0, 1.0, 2.0, 3.0], "lower") == ["best", "best", "second", ""]
-    assert eval_paper.mark_best([0.2, 0.9, 0.5], "higher") == ["", "best", "second"]
-    assert eval_paper.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == [
+    assert result_tables.mark_best([1.0, 1.0, 2.0, 3.0], "lower") == ["best", "best", "second", ""]
+    assert result_tables.mark_best([0.2, 0.9, 0.5], "higher") == ["", "best", "second"]
+    assert result_tables.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == [
         "second", "second", "best", ""]
-    assert eval_paper.mark_best([3.0], "lower") == ["best"]
+    assert result_tables.mark_best([3.0], "lower") == ["best"]
 
 
 # ----------------------------------------------------------------------------------------------

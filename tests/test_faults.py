@@ -23,6 +23,8 @@ import torch
 import yaml
 from entrypoints import PYTHON, REPO, environment, error_line_problems, temporary_files, tree_digest
 
+import experiment_cli
+
 SEED = 3
 EXPERIMENT = "SOT-2048"
 
@@ -162,10 +164,9 @@ def test_kill_9_during_training_then_rerun_equals_an_uninterrupted_run(
 
 
 def test_trainer_writes_checkpoints_through_atomic_io(tiny_data_path: Path, tmp_path: Path) -> None:
-    import train
-    from reliability import AtomicCheckpointIO, EpochEndCheckpoint
+    from training_callbacks import AtomicCheckpointIO, EpochEndCheckpoint
 
-    cli = train.build_cli(train_command(tiny_data_path, tmp_path)[2:])
+    cli = experiment_cli.build_cli(train_command(tiny_data_path, tmp_path)[2:])
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert isinstance(cli.trainer.checkpoint_callback, EpochEndCheckpoint)
     assert cli.trainer.checkpoint_callback.save_last
@@ -174,7 +175,7 @@ def test_trainer_writes_checkpoints_through_atomic_io(tiny_data_path: Path, tmp_
 def test_failing_checkpoint_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
     """A write that fails (disk full at fsync) leaves the previous checkpoint byte-identical,
     no temporary file, and an OSError that names the checkpoint."""
-    from reliability import AtomicCheckpointIO
+    from training_callbacks import AtomicCheckpointIO
 
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
@@ -194,7 +195,7 @@ def test_failing_checkpoint_write_keeps_the_previous_file(tmp_path: Path, monkey
 
 REWRITER = """
 import sys, torch
-from reliability import AtomicCheckpointIO
+from training_callbacks import AtomicCheckpointIO
 io, path = AtomicCheckpointIO(), sys.argv[1]
 for i in range(1, 10**6):
     io.save_checkpoint({"state_dict": {"w": torch.full((4_000_000,), float(i))}, "epoch": i}, path)
@@ -392,7 +393,8 @@ def test_kill_9_during_eval_paper_then_rerun_finishes_from_its_cache(
 def test_two_trainings_on_a_missing_data_file_generate_it_once(tmp_path: Path) -> None:
     """Two train.py started together on the same missing data file: one generates it (and says
     so in one log line), the other waits and loads it; both train; one valid file remains."""
-    from synthetic_data import generate_dataset, load_dataset
+    from data_files import load_dataset
+    from synthetic_data import SynthSettings, generate_dataset
 
     data = tmp_path / "data" / "40_1950_4096_04_1_400_8_1_harmonic.pth"  # about 1 s to generate
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
@@ -418,7 +420,7 @@ def test_two_trainings_on_a_missing_data_file_generate_it_once(tmp_path: Path) -
         [data.name],
         [data.name, data.name + ".lock"],
     )
-    expected = generate_dataset(n_examples=400)
+    expected = generate_dataset(SynthSettings(n_examples=400))
     loaded = load_dataset(data)
     for split in ("train", "val", "test"):
         assert torch.equal(loaded[f"{split}_tensors"], expected[f"{split}_tensors"])

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import real_data
+from command_line import UserError, run_cli_main
+from data_files import load_dataset, save_dataset
+from datamodule import PreloadedSinusoidDataModule
 from real_data import FAMILIES, INSTRUMENTS, MIDI_MAX, MIDI_MIN, Note, family_breakdown, plan_notes
-from reliability import UserError, run_cli_main
-from synthetic_data import PreloadedSinusoidDataModule, load_dataset, save_dataset
 
 INSTRUMENT = {i.name: i for i in INSTRUMENTS}
 

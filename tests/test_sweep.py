@@ -18,6 +18,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+import run_layout
 import sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,10 +71,9 @@ def _expected_command(experiment: str, seed: int, root: Path, *args: str) -> lis
 
 
 def test_run_layout_is_train_pys() -> None:
-    import train
 
-    assert sweep.DONE_MARKER == train.DONE_MARKER
-    assert sweep.run_directory("/x/ck", "SOT-512", 456) == train.run_directory(
+    assert sweep.DONE_MARKER == run_layout.DONE_MARKER
+    assert sweep.run_directory("/x/ck", "SOT-512", 456) == run_layout.run_directory(
         "/x/ck", "SOT-512", 456
     )
     assert sweep.known_experiments() == sorted(PAPER_EXPERIMENTS)
@@ -393,7 +393,7 @@ def test_failed_runs_are_listed_and_the_sweep_exits_1(
         ),
     ]
     with pytest.raises(SystemExit) as exited:
-        sweep.SkipDoneSweeper._report(results, runs)
+        sweep.report_results(results, runs)
     assert exited.value.code == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [

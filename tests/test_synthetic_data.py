@@ -1,4 +1,5 @@
-"""Tests for synthetic_data.py: generation, file names, validated I/O, DataModule and CLI.
+"""Tests for the data sets: synthetic_data.py (settings, generation, file names, command line),
+data_files.py (validated, atomic I/O) and datamodule.py (the DataModule).
 
 Shapes: waveforms [N, n_samples] float32 at 16 kHz; thetas["frequency"] [N, 1] (or [N, T] with
 vibrato/glide) in Hz; thetas["weights"] [N, K] linear amplitudes.
@@ -20,16 +21,9 @@ import scipy.stats
 import torch
 
 import synthetic_data as sd
-from synthetic_data import (
-    DataFormatError,
-    PreloadedSinusoidDataModule,
-    default_filename,
-    ensure_dataset,
-    generate_dataset,
-    load_dataset,
-    parse_filename,
-    save_dataset,
-)
+from data_files import SPLITS, DataFormatError, load_dataset, save_dataset
+from datamodule import PreloadedSinusoidDataModule
+from synthetic_data import SynthSettings, ensure_dataset, generate_dataset, regenerate_hint
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -38,13 +32,13 @@ SMALL = {"n_examples": 200, "n_samples": 1024, "split_sizes": (120, 50, 30)}
 
 @pytest.fixture(scope="module")
 def small() -> dict:
-    return generate_dataset(**SMALL, seed=7)
+    return generate_dataset(SynthSettings(**SMALL, seed=7))
 
 
 def all_split(data: dict, key: str) -> torch.Tensor:
     if key == "tensors":
-        return torch.cat([data[f"{s}_tensors"] for s in sd.SPLITS])
-    return torch.cat([data[f"{s}_thetas"][key] for s in sd.SPLITS])
+        return torch.cat([data[f"{s}_tensors"] for s in SPLITS])
+    return torch.cat([data[f"{s}_thetas"][key] for s in SPLITS])
 
 
 def reference_wave(f0_hz: float, weights: np.ndarray, n_samples: int, sr: int = SR,
@@ -74,8 +68,8 @@ def peak_near(freqs: np.ndarray, spec: np.ndarray, f_hz: float, half_width_hz: f
 # ---------------------------------------------------------------------------------------------
 
 def test_deterministic_given_seed(small: dict) -> None:
-    again = generate_dataset(**SMALL, seed=7)
-    other = generate_dataset(**SMALL, seed=8)
+    again = generate_dataset(SynthSettings(**SMALL, seed=7))
+    other = generate_dataset(SynthSettings(**SMALL, seed=8))
     for key in ("tensors", "frequency", "weights"):
         assert torch.equal(all_split(small, key), all_split(again, key))
         assert not torch.equal(all_split(small, key), all_split(other, key))
@@ -83,7 +77,7 @@ def test_deterministic_given_seed(small: dict) -> None:
 
 
 def test_shapes_and_disjoint_splits(small: dict) -> None:
-    for split, n in zip(sd.SPLITS, SMALL["split_sizes"]):
+    for split, n in zip(SPLITS, SMALL["split_sizes"]):
         assert small[f"{split}_tensors"].shape == (n, 1024)
         assert small[f"{split}_tensors"].dtype == torch.float32
         assert small[f"{split}_thetas"]["frequency"].shape == (n, 1)
@@ -96,7 +90,7 @@ def test_shapes_and_disjoint_splits(small: dict) -> None:
 
 
 def test_ranges_and_active_harmonics() -> None:
-    data = generate_dataset(n_examples=400, n_samples=256, seed=1)  # default 280/80/40
+    data = generate_dataset(SynthSettings(n_examples=400, n_samples=256, seed=1))  # default 280/80/40
     f0 = all_split(data, "frequency")
     w = all_split(data, "weights")
     assert f0.min() >= 40.0 and f0.max() <= 1950.0
@@ -120,7 +114,7 @@ def test_waveform_matches_float64_reference(small: dict) -> None:
 
 
 def test_spectrum_peaks_at_f0_and_harmonics() -> None:
-    data = generate_dataset(n_examples=60, f0_min=150.0, f0_max=900.0, min_harmonics=3, seed=2)
+    data = generate_dataset(SynthSettings(n_examples=60, f0_min=150.0, f0_max=900.0, min_harmonics=3, seed=2))
     x = data["val_tensors"]
     f0, w = data["val_thetas"]["frequency"][:, 0], data["val_thetas"]["weights"]
     for i in range(4):
@@ -137,7 +131,7 @@ def test_spectrum_peaks_at_f0_and_harmonics() -> None:
 
 def test_no_aliasing_above_nyquist() -> None:
     """f0 = 1900 Hz, 8 harmonics on: harmonics 5..8 (>= 9.5 kHz) must not alias into the band."""
-    data = generate_dataset(n_examples=3, f0_min=1900.0, f0_max=1900.0, min_harmonics=8, seed=0)
+    data = generate_dataset(SynthSettings(n_examples=3, f0_min=1900.0, f0_max=1900.0, min_harmonics=8, seed=0))
     freqs, spec = magnitude_spectrum(data["train_tensors"][0].double().numpy())
     # aliases of 5*1900 = 9500 -> 6500 Hz, 6*1900 -> 4600 Hz, 7*1900 -> 2700 Hz, 8*1900 -> 800 Hz
     peak = spec.max()
@@ -148,20 +142,20 @@ def test_no_aliasing_above_nyquist() -> None:
 
 def test_paper_defaults_full_set() -> None:
     data = generate_dataset()
-    shapes = [data[f"{s}_tensors"].shape for s in sd.SPLITS]
+    shapes = [data[f"{s}_tensors"].shape for s in SPLITS]
     assert shapes == [(2800, 4096), (800, 4096), (400, 4096)]
     f0 = all_split(data, "frequency")[:, 0].double().numpy()
     # f0 ~ U[40, 1950]: Kolmogorov-Smirnov against the uniform law (fixed seed, so deterministic)
     assert scipy.stats.kstest(f0, scipy.stats.uniform(40, 1910).cdf).pvalue > 1e-3
     counts = torch.bincount((all_split(data, "weights") > 0).sum(1), minlength=9)[1:]
     assert counts.min() > 400 and counts.max() < 600  # U{1..8}: 500 expected each
-    assert default_filename() == "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+    assert SynthSettings().filename() == "40_1950_4096_04_1_4000_8_1_harmonic.pth"
     assert data["meta"]["split_sizes"] == [2800, 800, 400]
 
 
 def test_noise_gives_requested_snr() -> None:
-    clean = generate_dataset(n_examples=30, n_samples=1024, seed=3)
-    noisy = generate_dataset(n_examples=30, n_samples=1024, seed=3, snr_db=20.0)
+    clean = generate_dataset(SynthSettings(n_examples=30, n_samples=1024, seed=3))
+    noisy = generate_dataset(SynthSettings(n_examples=30, n_samples=1024, seed=3, snr_db=20.0))
     assert torch.equal(all_split(clean, "frequency"), all_split(noisy, "frequency"))
     s = all_split(clean, "tensors").double()
     n = all_split(noisy, "tensors").double() - s
@@ -171,14 +165,14 @@ def test_noise_gives_requested_snr() -> None:
 
 
 def test_vibrato_and_glide_per_frame_f0() -> None:
-    base = generate_dataset(n_examples=30, n_samples=1024, seed=4)
-    vib = generate_dataset(n_examples=30, n_samples=1024, seed=4, vibrato_cents=50.0,
-                           vibrato_hz=5.0)
-    glide = generate_dataset(n_examples=30, n_samples=1024, seed=4, glide_cents=-100.0)
+    base = generate_dataset(SynthSettings(n_examples=30, n_samples=1024, seed=4))
+    vib = generate_dataset(SynthSettings(n_examples=30, n_samples=1024, seed=4, vibrato_cents=50.0,
+                           vibrato_hz=5.0))
+    glide = generate_dataset(SynthSettings(n_examples=30, n_samples=1024, seed=4, glide_cents=-100.0))
     f0 = all_split(base, "frequency").double()  # (30, 1)
     for data in (vib, glide):
         assert data["meta"]["frequency_per_frame"] is True
-        for split, n in zip(sd.SPLITS, (21, 6, 3)):
+        for split, n in zip(SPLITS, (21, 6, 3)):
             assert data[f"{split}_thetas"]["frequency"].shape == (n, 16)
     vib_cents = 1200 * torch.log2(all_split(vib, "frequency").double() / f0)  # (30, 16)
     assert vib_cents.abs().max() <= 50.0 + 1e-3
@@ -191,8 +185,8 @@ def test_vibrato_and_glide_per_frame_f0() -> None:
 
 def test_inharmonicity_shifts_partials_up() -> None:
     b = 1e-3
-    data = generate_dataset(n_examples=3, f0_min=300.0, f0_max=300.0, min_harmonics=8,
-                            inharmonicity=b, seed=0)
+    data = generate_dataset(SynthSettings(n_examples=3, f0_min=300.0, f0_max=300.0, min_harmonics=8,
+                            inharmonicity=b, seed=0))
     x = data["train_tensors"][0].double().numpy()
     w = data["train_thetas"]["weights"][0].double().numpy()
     assert float(data["train_thetas"]["frequency"][0, 0]) == 300.0
@@ -207,8 +201,8 @@ def test_inharmonicity_shifts_partials_up() -> None:
 
 def test_inharmonic_partials_above_nyquist_are_silent() -> None:
     # partial 4 of f0 = 1900 Hz with B = 0.01 sits at 8185 Hz (its k f0 = 7600 Hz is below Nyquist)
-    data = generate_dataset(n_examples=3, f0_min=1900.0, f0_max=1900.0, n_harmonics=4,
-                            min_harmonics=4, inharmonicity=0.01, seed=0)
+    data = generate_dataset(SynthSettings(n_examples=3, f0_min=1900.0, f0_max=1900.0, n_harmonics=4,
+                            min_harmonics=4, inharmonicity=0.01, seed=0))
     freqs, spec = magnitude_spectrum(data["train_tensors"][0].double().numpy())
     alias = SR - 4 * 1900.0 * np.sqrt(1.16)  # 7815 Hz
     assert spec[np.abs(freqs - alias) < 30].max() < 1e-3 * spec.max()
@@ -231,7 +225,7 @@ def test_inharmonic_partials_above_nyquist_are_silent() -> None:
 )
 def test_bad_generator_arguments(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name) as info:
-        generate_dataset(**kwargs)
+        generate_dataset(SynthSettings(**kwargs))
     assert "\n" not in str(info.value)
 
 
@@ -245,16 +239,34 @@ def test_filename_round_trip() -> None:
         {"f0_min": 40.5, "n_frames": 8, "sample_rate": 22050, "inharmonicity": 1e-5},
     ]
     for params in cases:
-        name = default_filename(**params)
-        parsed = parse_filename(name)
-        assert parsed is not None, name
-        defaults = parse_filename(default_filename())
-        assert parsed == {**defaults, **params}, name
-    assert default_filename(snr_db=20.0).endswith("_harmonic_snr20.pth")
-    assert default_filename(vibrato_cents=50.0) == "40_1950_4096_04_1_4000_8_1_harmonic_vib50.pth"
-    assert default_filename(glide_cents=100.0).endswith("_glide100.pth")
-    assert default_filename(inharmonicity=0.001).endswith("_inh0.001.pth")
-    assert parse_filename("data/my_data.pth") is None
+        settings = SynthSettings(**params)
+        assert SynthSettings.from_filename(settings.filename()) == settings, settings.filename()
+        assert settings.changed() == params
+    assert SynthSettings(snr_db=20.0).filename().endswith("_harmonic_snr20.pth")
+    assert SynthSettings(vibrato_cents=50.0).filename() == \
+        "40_1950_4096_04_1_4000_8_1_harmonic_vib50.pth"
+    assert SynthSettings(glide_cents=100.0).filename().endswith("_glide100.pth")
+    assert SynthSettings(inharmonicity=0.001).filename().endswith("_inh0.001.pth")
+    # the default split, given explicitly, names the same file
+    assert SynthSettings(split_sizes=(2800, 800, 400)).filename() == SynthSettings().filename()
+    assert SynthSettings.from_filename("data/my_data.pth") is None
+
+
+def test_one_settings_class_serves_signature_meta_name_and_command_line() -> None:
+    """Every SynthSettings field is an option of the command line, a key of the file's meta, and
+    the command a settings object prints builds the same settings back."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(SynthSettings)]
+    options = {a.dest for a in sd.build_parser()._actions} - {"help", "out"}
+    assert options == set(fields)
+    settings = SynthSettings(n_examples=30, split_sizes=(10, 10, 10), snr_db=-5.0,
+                             vibrato_cents=50.0, vibrato_hz=6.0, amp_min=0.25, seed=2)
+    assert set(fields) <= set(settings.meta())
+    args = vars(sd.build_parser().parse_args(shlex.split(settings.command())[2:]))
+    args.pop("out")
+    args["split_sizes"] = tuple(args["split_sizes"])
+    assert SynthSettings(**args) == settings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +302,7 @@ def write_authors_file(path: Path, n: int = 12, n_samples: int = 512) -> dict:
     x[3] = 0.0  # a silent example
     thetas = {"frequency": 40 + 1900 * torch.rand(n, 1, generator=g),
               "weights": torch.rand(n, 8, generator=g)}
-    data = {f"{s}_tensors": x for s in sd.SPLITS} | {f"{s}_thetas": thetas for s in sd.SPLITS}
+    data = {f"{s}_tensors": x for s in SPLITS} | {f"{s}_thetas": thetas for s in SPLITS}
     torch.save(data, path)
     return data
 
@@ -299,7 +311,7 @@ def test_authors_format_with_datamodule(tmp_path: Path, caplog) -> None:
     path = tmp_path / "authors.pth"
     original = write_authors_file(path)
     dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=5, generate_if_missing=False)
-    with caplog.at_level(logging.WARNING, logger="synthetic_data"):
+    with caplog.at_level(logging.WARNING, logger="data_files"):
         dm.setup("fit")
     assert any("same 12 examples" in r.getMessage() for r in caplog.records)
     assert dm.sample_rate == 16000 and dm.n_samples == 512
@@ -363,7 +375,7 @@ def test_datamodule_does_not_shuffle_by_default(tmp_path: Path, small: dict) -> 
 
 def test_datamodule_per_frame_f0(tmp_path: Path) -> None:
     path = tmp_path / "vib.pth"
-    save_dataset(generate_dataset(n_examples=20, n_samples=512, vibrato_cents=30.0), path)
+    save_dataset(generate_dataset(SynthSettings(n_examples=20, n_samples=512, vibrato_cents=30.0)), path)
     dm = PreloadedSinusoidDataModule(data_path=str(path), batch_size=4, shuffle=False)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
@@ -373,7 +385,7 @@ def test_datamodule_per_frame_f0(tmp_path: Path) -> None:
 
 def test_datamodule_sample_rate_mismatch(tmp_path: Path) -> None:
     path = tmp_path / "sr.pth"
-    data = generate_dataset(n_examples=10, n_samples=512, sample_rate=8000, f0_max=1000.0)
+    data = generate_dataset(SynthSettings(n_examples=10, n_samples=512, sample_rate=8000, f0_max=1000.0))
     save_dataset(data, path)
     dm = PreloadedSinusoidDataModule(data_path=str(path), sample_rate=16000)
     with pytest.raises(ValueError, match="8000 Hz") as info:
@@ -392,7 +404,7 @@ def test_datamodule_generates_missing_file_from_its_name(tmp_path: Path, caplog)
                  if r.name == "synthetic_data" and "generating" in r.getMessage()]
     assert len(generated) == 1 and "\n" not in generated[0].getMessage()
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
-    expected = generate_dataset(n_examples=30, n_samples=512, seed=2)
+    expected = generate_dataset(SynthSettings(n_examples=30, n_samples=512, seed=2))
     assert torch.equal(load_dataset(path)["test_tensors"], expected["test_tensors"])
     assert len(dm.train_dataset) == 21 and dm.n_samples == 512
 
@@ -451,7 +463,7 @@ def test_bad_files_raise_one_line_data_format_error(tmp_path: Path, small: dict)
                 "nan": "NaN", "missing": "not found"}
     for kind, path in _bad_files(tmp_path, small).items():
         with pytest.raises(DataFormatError) as info:
-            load_dataset(path)
+            load_dataset(path, fix=regenerate_hint(path))
         message = str(info.value)
         assert "\n" not in message, kind
         assert path.name in message and expected[kind] in message, (kind, message)
@@ -509,27 +521,29 @@ def test_cli_writes_file(tmp_path: Path) -> None:
     assert len(proc.stdout.strip().splitlines()) == 1 and str(out) in proc.stdout
     data = load_dataset(out)
     assert torch.equal(data["train_tensors"],
-                       generate_dataset(n_examples=40, n_samples=512, seed=3)["train_tensors"])
+                       generate_dataset(SynthSettings(n_examples=40, n_samples=512, seed=3))["train_tensors"])
 
 
 def test_cli_bad_values(capsys) -> None:
-    assert sd.main(["--f0-max", "9000", "--n-examples", "10"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "f0_max" in err and "Traceback" not in err
-    with pytest.raises(SystemExit) as info:
-        sd.main(["--n-examples", "many"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "n-examples" in err
+    from command_line import run_cli_main
+
+    cases = ((["--f0-max", "9000", "--n-examples", "10"], "f0_max"),
+             (["--n-examples", "many"], "n-examples"))
+    for argv, named in cases:
+        with pytest.raises(SystemExit) as info:
+            run_cli_main(lambda argv=argv: sd.main(argv))
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and named in err and "Traceback" not in err
 
 
 def test_fix_in_missing_file_error_regenerates_that_file(tmp_path: Path, capsys) -> None:
     path = tmp_path / "40_1950_512_025_1_30_8_1_harmonic_seed3_snr-5.pth"
     with pytest.raises(DataFormatError) as info:
-        load_dataset(path)
+        PreloadedSinusoidDataModule(data_path=str(path), generate_if_missing=False).setup()
     command = shlex.split(str(info.value).split("`")[1])
     assert command[:2] == ["python", "synthetic_data.py"]
-    assert sd.main(command[2:]) == 0
+    assert sd.main(command[2:]) == path
     capsys.readouterr()
-    expected = generate_dataset(n_examples=30, n_samples=512, amp_min=0.25, seed=3, snr_db=-5.0)
+    expected = generate_dataset(SynthSettings(n_examples=30, n_samples=512, amp_min=0.25, seed=3, snr_db=-5.0))
     assert torch.equal(load_dataset(path)["val_tensors"], expected["val_tensors"])

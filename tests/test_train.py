@@ -10,17 +10,19 @@ import pytest
 import torch
 import yaml
 
+import experiment_cli
+import run_layout
 import train
 from models.autoencoder import HarmonicAutoencoder, count_parameters
 
-EXPERIMENTS = sorted(p.stem for p in (train.REPO / "paper-experiments").glob("*.yaml") if p.stem != "base")
+EXPERIMENTS = sorted(p.stem for p in (run_layout.REPO / "paper-experiments").glob("*.yaml") if p.stem != "base")
 PAPER_EXPERIMENTS = ["MSS-Lin", "MSS-LogLin", "SOT-2048", "SOT-2048-SS", "SOT-512", "SOT-512-LogF", "SOT-NoCut"]
-DEBUG = str(train.REPO / "paper-experiments" / "presets" / "debug.yaml")
+DEBUG = str(run_layout.REPO / "paper-experiments" / "presets" / "debug.yaml")
 
 
 def _args(experiment: str, data: Path, root: Path, *extra: str) -> list[str]:
     return [
-        "--config", str(train.REPO / "paper-experiments" / f"{experiment}.yaml"),
+        "--config", str(run_layout.REPO / "paper-experiments" / f"{experiment}.yaml"),
         "--config", DEBUG,
         "--data.init_args.data_path", str(data),
         "--checkpoint_root", str(root),
@@ -41,7 +43,7 @@ def test_every_experiment_runs_fast_dev_run(experiment: str, tiny_data_path: Pat
 
 
 def test_experiment_configs_resolve_to_the_paper_settings(tiny_data_path: Path, tmp_path: Path) -> None:
-    cli = train.build_cli(_args("SOT-512-LogF", tiny_data_path, tmp_path))
+    cli = experiment_cli.build_cli(_args("SOT-512-LogF", tiny_data_path, tmp_path))
     model: HarmonicAutoencoder = cli.model
     assert count_parameters(model) == 46_012  # only the encoder trains
     sot = model.loss.terms["sot"]
@@ -49,7 +51,7 @@ def test_experiment_configs_resolve_to_the_paper_settings(tiny_data_path: Path, 
     assert model.loss.weights == {"sot": 1.0, "mss_lin": 0.05}
     assert model.temperature == 0.1
     assert cli.config.model.optimizer.init_args.lr == 1e-4
-    roll = train.build_cli(_args("MSS-LogLin", tiny_data_path, tmp_path))
+    roll = experiment_cli.build_cli(_args("MSS-LogLin", tiny_data_path, tmp_path))
     assert roll.model.synth.roll_off and roll.model.loss.terms["loss"].logmag_weight == 1.0
 
 
@@ -64,12 +66,12 @@ def test_train_checkpoint_reload_test_reproduces_logged_metrics(tiny_data_path: 
     assert {k: recorded[k] for k in results} == results
 
     # replaying the saved config resolves to the same run and finds it done
-    replay = train.build_cli(["--config", str(run_dir / "train_config.yaml")])
+    replay = experiment_cli.build_cli(["--config", str(run_dir / "train_config.yaml")])
     assert replay.run_dir == run_dir
     assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["seed_everything"] == 3
 
     # a fresh model, rebuilt from the saved config, tested on the best checkpoint's weights
-    fresh = train.build_cli(["--config", str(run_dir / "train_config.yaml"), "--resume", "never",
+    fresh = experiment_cli.build_cli(["--config", str(run_dir / "train_config.yaml"), "--resume", "never",
                              "--checkpoint_root", str(tmp_path / "elsewhere")])
     state = torch.load(ckpts[0], map_location="cpu", weights_only=False)
     fresh.model.load_state_dict(state["state_dict"])
@@ -86,7 +88,7 @@ def test_same_seed_gives_identical_metrics(tiny_data_path: Path, tmp_path: Path)
 
 
 def test_estimate_shapes(tiny_data_path: Path, tmp_path: Path) -> None:
-    model: HarmonicAutoencoder = train.build_cli(_args("SOT-2048", tiny_data_path, tmp_path)).model
+    model: HarmonicAutoencoder = experiment_cli.build_cli(_args("SOT-2048", tiny_data_path, tmp_path)).model
     model.eval()
     with torch.no_grad():
         out = model.estimate(torch.randn(3, 4096) * 0.1)

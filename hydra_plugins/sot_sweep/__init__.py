@@ -1,8 +1,22 @@
-"""Hydra instantiates sweepers only from the `hydra_plugins` namespace: this registers sweep.py's
-sweeper there (conf/sweep/hydra/sweeper/skip_done.yaml names it)."""
+"""sweep.py's sweeper, under the hydra_plugins namespace, where hydra looks for plugins.
 
-from sweep import SkipDoneSweeper as _SkipDoneSweeper
+Hydra imports every ``hydra_plugins.*`` module whenever any Hydra app starts, in any project of
+this environment: this one imports only hydra itself, and sweep.py (with the rest of this
+project) only when its sweeper runs (conf/sweep/hydra/sweeper/skip_done.yaml names it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.utils import JobReturn
 
 
-class SkipDoneSweeper(_SkipDoneSweeper):
-    """`sweep.SkipDoneSweeper` under the name hydra accepts."""
+class SkipDoneSweeper(BasicSweeper):
+    """Hydra's basic sweeper minus the runs already done: ``sweep.sweep_skipping_done``."""
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        from sweep import sweep_skipping_done
+
+        return sweep_skipping_done(self, arguments)

@@ -27,12 +27,15 @@ from authors_format import (
 )
 from paper_reference import numpy_decoder
 
+import checkpoints
 import eval_paper
-import legacy
-import train
-from synthetic_data import load_dataset, peak_normalize
+import experiment_cli
+import original_format
+import run_layout
+from data_files import load_dataset
+from datamodule import peak_normalize
 
-EXPERIMENTS = train.REPO / "paper-experiments"
+EXPERIMENTS = run_layout.EXPERIMENTS_DIR
 CHECKPOINT_NAME = "best-lsd-epoch=1234-step=24690.ckpt"
 RUN = "c6m8cytv-42"
 
@@ -60,20 +63,20 @@ def checkpoint_path(root: Path) -> Path:
 # ----------------------------------------------------------------------------------------------
 
 def _resolved(config_file: Path, tmp: Path, *extra: str) -> dict[str, Any]:
-    cli = train.build_cli(["--config", str(config_file), "--trainer.logger", "false",
+    cli = experiment_cli.build_cli(["--config", str(config_file), "--trainer.logger", "false",
                            "--checkpoint_root", str(tmp), *extra])
     resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
     return {k: resolved[k] for k in ("model", "experiment", "seed_everything")}
 
 
 def test_fixture_config_is_detected_and_ours_is_not() -> None:
-    assert legacy.is_original_config(fixture_config())
+    assert original_format.is_original_config(fixture_config())
     ours = yaml.safe_load((EXPERIMENTS / "base.yaml").read_text())
-    assert not legacy.is_original_config(ours)
+    assert not original_format.is_original_config(ours)
 
 
 def test_translated_fixture_resolves_to_our_sot_2048_experiment(tmp_path: Path) -> None:
-    translated = legacy.write_translated_config(fixture_config(), tmp_path)
+    translated = original_format.write_translated_config(fixture_config(), tmp_path)
     theirs = _resolved(translated, tmp_path)
     ours = _resolved(EXPERIMENTS / "SOT-2048.yaml", tmp_path, "--seed_everything", "42")
     assert theirs == ours
@@ -112,7 +115,7 @@ def test_translated_variants_match_our_experiment_files(experiment: str) -> None
         config["model"]["decoder"]["init_args"]["apply_roll_off"] = True
         roll_off = True
     config["group"] = experiment
-    translated = legacy.translate_config(config)
+    translated = original_format.translate_config(config)
     expected = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
     assert translated["experiment"] == experiment
     assert _loss_without_sample_rate(translated["model"]["loss"]) == expected["model"]["loss"]
@@ -131,8 +134,8 @@ def test_untranslatable_configs_raise_one_line(path: tuple, value: Any, named: s
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(legacy.LegacyFormatError) as error:
-        legacy.translate_config(config)
+    with pytest.raises(original_format.OriginalFormatError) as error:
+        original_format.translate_config(config)
     message = str(error.value)
     assert named in message and "\n" not in message
 
@@ -147,11 +150,12 @@ def test_plain_torch_load_fails_but_the_restricted_loader_reads_weights(authors_
         torch.load(path, map_location="cpu", weights_only=False)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, map_location="cpu", weights_only=True)
-    loaded = legacy.load_original_checkpoint(path)
+    loaded = checkpoints.read_checkpoint(path)
     expected = authors_state_dict()
     assert loaded.state_dict.keys() == expected.keys()
     assert all(torch.equal(loaded.state_dict[k], expected[k]) for k in expected)
-    assert (loaded.epoch, loaded.global_step, loaded.lightning_version) == (1234, 24690, "1.9.0")
+    assert (loaded.epoch, loaded.global_step, loaded.config_yaml) == (1234, 24690, None)
+    assert AUTHORS_MODULE + ".PESTOEncoder" in loaded.stubbed
     assert f"{AUTHORS_MODULE}.PESTOEncoder" in loaded.stubbed
     assert AUTHORS_MODULE not in sys.modules
 
@@ -179,9 +183,9 @@ def test_restricted_unpickler_never_calls_unknown_globals(tmp_path: Path) -> Non
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     buffer.seek(0)
-    loaded = torch.load(buffer, pickle_module=legacy.restricted_pickle, weights_only=False)
+    loaded = torch.load(buffer, pickle_module=original_format.restricted_pickle, weights_only=False)
     assert not marker.exists()
-    assert all(isinstance(loaded[k], legacy.StubObject) for k in "abc")
+    assert all(isinstance(loaded[k], original_format.StubObject) for k in "abc")
     assert torch.equal(loaded["weights"], torch.arange(3.0))
 
 
@@ -197,7 +201,7 @@ def test_restricted_unpickler_keeps_tensors_arrays_and_torch_values() -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     buffer.seek(0)
-    loaded = torch.load(buffer, pickle_module=legacy.restricted_pickle, weights_only=False)
+    loaded = torch.load(buffer, pickle_module=original_format.restricted_pickle, weights_only=False)
     assert np.array_equal(loaded["array"], np.arange(3.0)) and loaded["scalar"] == np.float32(2.5)
     assert loaded["np_dtype"] == np.dtype("int16")
     assert isinstance(loaded["params"]["w"], torch.nn.Parameter)
@@ -211,10 +215,10 @@ def test_feature_buffer_comparison_flags_different_kernels() -> None:
     features.register_buffer("kernel", torch.linspace(-1.0, 1.0, 8), persistent=False)
     same = {"feature_extractor.kernel": torch.linspace(-1.0, 1.0, 8) + 1e-6,
             "encoder.x": torch.zeros(1)}
-    assert legacy.compare_feature_buffers(same, features) == {"feature_extractor.kernel": True}
+    assert original_format.compare_feature_buffers(same, features) == {"feature_extractor.kernel": True}
     other = {"feature_extractor.kernel": torch.linspace(-1.0, 1.0, 8).flip(0),
              "feature_extractor.unknown": torch.zeros(2)}
-    assert legacy.compare_feature_buffers(other, features) == {
+    assert original_format.compare_feature_buffers(other, features) == {
         "feature_extractor.kernel": False, "feature_extractor.unknown": False}
 
 
@@ -225,10 +229,10 @@ def test_feature_buffer_comparison_flags_different_kernels() -> None:
 def test_our_model_with_their_weights_matches_the_functional_reference(
     authors_tree: Path, tiny_data_path: Path
 ) -> None:
-    model = eval_paper.load_checkpoint(checkpoint_path(authors_tree))
+    model = checkpoints.load_checkpoint(checkpoint_path(authors_tree))
     assert not model.training
-    state = legacy.load_original_checkpoint(checkpoint_path(authors_tree)).state_dict
-    assert all(legacy.compare_feature_buffers(state, model.features).values())
+    state = checkpoints.read_checkpoint(checkpoint_path(authors_tree)).state_dict
+    assert all(original_format.compare_feature_buffers(state, model.features).values())
 
     audio = peak_normalize(load_dataset(tiny_data_path)["test_tensors"][:6], 0.9)  # (6, 4096)
     with torch.no_grad():
@@ -292,12 +296,12 @@ def test_a_checkpoint_pickled_like_theirs_loads_without_their_modules(
     path = pickled_like_theirs / "SOT-2048" / RUN / "checkpoints" / CHECKPOINT_NAME
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, map_location="cpu", weights_only=True)
-    model = eval_paper.load_checkpoint(path)
+    model = checkpoints.load_checkpoint(path)
     # no stand-in is left, and our own losses module is the one loaded
     assert all(name not in sys.modules for name in ("encoder", "synths", "features"))
     assert sys.modules["losses"] is our_losses
     assert not hasattr(our_losses, "MixOfLosses") and not hasattr(our_losses, "Wasserstein1D")
-    _, stubbed = legacy.restricted_torch_load(path)
+    _, stubbed = original_format.restricted_torch_load(path)
     assert {"encoder.PESTOEncoder", "losses.MixOfLosses", "synths.Sinusoidal",
             "features.FeatureExtractor", "functools.partial"} <= set(stubbed)
     state = authors_state_dict(seed=3)
@@ -317,7 +321,7 @@ def test_their_models_resynthesize_with_the_papers_decoder(
     f0 rising 300 -> 900 Hz over 16 frames (upper harmonics cross Nyquist between frames) and
     20 random amplitudes per frame; with the roll-off (and its 2-sample delay) for MSS-LogLin."""
     path = pickled_like_theirs / experiment / RUN / "checkpoints" / CHECKPOINT_NAME
-    model = eval_paper.load_checkpoint(path)
+    model = checkpoints.load_checkpoint(path)
     assert model.synth.roll_off is roll_off
     rng = np.random.default_rng(11)
     f0 = np.linspace(300.0, 900.0, 16).astype(np.float32)

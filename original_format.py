@@ -1,17 +1,20 @@
-"""The paper authors' released checkpoints: read them without their code.
+"""The paper authors' release format, read without their code: their configs, their pickles
+and their weight names. checkpoints.py reads their checkpoints through it.
 
 Their runs are laid out like ours (``checkpoints/<experiment>/<run>/train_config.yaml`` and
-``checkpoints/<experiment>/<run>/checkpoints/*.ckpt``) but differ in two ways:
+``checkpoints/<experiment>/<run>/checkpoints/*.ckpt``) but differ in three ways:
 
 - ``train_config.yaml`` is a Lightning 1.x config of their classes (``encoder.PESTOEncoder``,
   ``synths.Sinusoidal``, ``losses.MixOfLosses``, ``losses.MSSLoss``, ``losses.Wasserstein1D``).
-  :func:`translate_config` turns it into a config of our classes that ``train.build_cli``
-  accepts; anything we cannot reproduce raises :class:`LegacyFormatError` (one line).
+  :func:`translate_config` turns it into a config of our classes that
+  ``experiment_cli.build_cli`` accepts; anything we cannot reproduce raises
+  :class:`OriginalFormatError` (one line).
 - Their checkpoints pickle their encoder, decoder and loss objects in ``hyper_parameters``,
-  so ``torch.load`` fails without their modules. :func:`load_original_checkpoint` unpickles
-  with :class:`RestrictedUnpickler`, which replaces every class from an unknown module by an
-  inert stub, and keeps only ``state_dict``, ``epoch`` and ``global_step``.
-  :func:`original_encoder_state` renames their encoder weights onto ours.
+  so ``torch.load`` fails without their modules. :func:`restricted_torch_load` unpickles with
+  :class:`RestrictedUnpickler`, which replaces every class from an unknown module by an inert
+  stub.
+- Their encoder's parameters have other names: :func:`original_encoder_state` renames them
+  onto ours (``ORIGINAL_KEY_MAP``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import importlib
 import io
 import math
 import pickle
+import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +34,15 @@ import torch
 import yaml
 from torch import Tensor
 
-from models.encoder import load_original_encoder_state
 from models.spectral import cqt_n_bins
 
 __all__ = [
-    "LegacyFormatError",
-    "OriginalCheckpoint",
+    "ORIGINAL_KEY_MAP",
+    "OriginalFormatError",
     "RestrictedUnpickler",
     "StubObject",
     "compare_feature_buffers",
     "is_original_config",
-    "load_original_checkpoint",
     "original_encoder_state",
     "restricted_pickle",
     "restricted_torch_load",
@@ -54,11 +55,13 @@ ORIGINAL_DECODER = "synths.Sinusoidal"
 ORIGINAL_MIXTURE = "losses.MixOfLosses"
 ORIGINAL_MSS = "losses.MSSLoss"
 ORIGINAL_SOT = "losses.Wasserstein1D"
-DATA_MODULE = "synthetic_data.PreloadedSinusoidDataModule"
+DATA_MODULE = "datamodule.PreloadedSinusoidDataModule"
+# Their data module's class path (the name our data module had before it moved to datamodule.py).
+ORIGINAL_DATA_MODULE = "synthetic_data.PreloadedSinusoidDataModule"
 DEFAULT_MSS_SIZES = [2048, 1024, 512, 256, 128, 64]
 
 
-class LegacyFormatError(ValueError):
+class OriginalFormatError(ValueError):
     """The authors' config or checkpoint holds something we cannot reproduce (one line)."""
 
 
@@ -79,7 +82,7 @@ def is_original_config(config: Mapping[str, Any]) -> bool:
 def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = mapping.get(key)
     if not isinstance(value, Mapping):
-        raise LegacyFormatError(f"the authors' config has no mapping at {where}.{key}")
+        raise OriginalFormatError(f"the authors' config has no mapping at {where}.{key}")
     return value
 
 
@@ -89,20 +92,20 @@ def _component(
     """init_args of ``mapping[key]`` after checking its class_path is ``expected``."""
     spec = _section(mapping, key, where)
     if spec.get("class_path") != expected:
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"{where}.{key}.class_path is {spec.get('class_path')!r}; only {expected!r} can be "
             "translated"
         )
     init_args = spec.get("init_args") or {}
     if not isinstance(init_args, Mapping):
-        raise LegacyFormatError(f"{where}.{key}.init_args must be a mapping")
+        raise OriginalFormatError(f"{where}.{key}.init_args must be a mapping")
     return init_args
 
 
 def _require(args: Mapping[str, Any], where: str, key: str, allowed: tuple[Any, ...]) -> None:
     """Options whose other values change the model in ways we do not implement."""
     if key in args and args[key] not in allowed:
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"{where}.{key} = {args[key]!r} is not supported (only {list(allowed)}); "
             "this run cannot be reproduced by our code"
         )
@@ -110,7 +113,7 @@ def _require(args: Mapping[str, Any], where: str, key: str, allowed: tuple[Any, 
 
 def _required_value(args: Mapping[str, Any], where: str, key: str) -> Any:
     if key not in args:
-        raise LegacyFormatError(f"the authors' config lacks {where}.{key}")
+        raise OriginalFormatError(f"the authors' config lacks {where}.{key}")
     return args[key]
 
 
@@ -169,7 +172,7 @@ def _translate_loss(model: Mapping[str, Any], sample_rate: int) -> dict[str, Any
     spec = _section(model, "loss_fn", "model")
     transform = model.get("transform") or {}
     if not isinstance(transform, Mapping):
-        raise LegacyFormatError("model.transform must be a mapping")
+        raise OriginalFormatError("model.transform must be a mapping")
 
     def one(loss_spec: Mapping[str, Any], where: str) -> dict[str, Any]:
         class_path = loss_spec.get("class_path")
@@ -178,7 +181,7 @@ def _translate_loss(model: Mapping[str, Any], sample_rate: int) -> dict[str, Any
             return _translate_mss(args, where)
         if class_path == ORIGINAL_SOT:
             return _translate_sot(args, transform, where, sample_rate)
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"{where}.class_path is {class_path!r}; only {ORIGINAL_MSS!r}, {ORIGINAL_SOT!r} "
             f"and {ORIGINAL_MIXTURE!r} can be translated"
         )
@@ -191,7 +194,7 @@ def _translate_loss(model: Mapping[str, Any], sample_rate: int) -> dict[str, Any
     if weights is None:
         weights = [1.0] * len(losses)
     if not losses or len(weights) != len(losses):
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"model.loss_fn has {len(losses)} losses and {len(weights)} weights; they must match"
         )
     translated = [one(loss, f"model.loss_fn.init_args.losses[{i}]")
@@ -226,11 +229,11 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     SpectralOTLoss with limit_quantile_range -> cutoff, log_scaled_x -> log_frequency, p, and
     n_fft / hop_length / window from model.transform), optimizer, data path and batch size,
     sample_rate, trainer step limits, ``experiment`` from ``group`` and ``seed_everything``.
-    Returns a dict that, dumped as YAML, ``train.build_cli(["--config", file])`` accepts
-    (paper-experiments/base.yaml supplies everything else). Raises LegacyFormatError.
+    Returns a dict that, dumped as YAML, ``experiment_cli.build_cli(["--config", file])`` accepts
+    (paper-experiments/base.yaml supplies everything else). Raises OriginalFormatError.
     """
     if not is_original_config(config):
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             "not the authors' config format (no encoder.PESTOEncoder / loss_fn)"
         )
     model = _section(config, "model", "")
@@ -243,7 +246,7 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     _require(enc, "model.encoder.init_args", "n_chan_input", (1,))
     _require(enc, "model.encoder.init_args", "num_output_layers", (1,))
     if enc.get("output_splits", ["frequency", "weights"]) != ["frequency", "weights"]:
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"model.encoder.init_args.output_splits = {enc['output_splits']!r} is not supported "
             "(only ['frequency', 'weights'])"
         )
@@ -267,7 +270,7 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     n_bins_in = int(enc.get("n_bins_in", cqt_n_bins(sample_rate, fmin, bins_per_semitone)))
     fe_bins = fe.get("n_bins", "auto")
     if fe_bins not in ("auto", None) and int(fe_bins) != n_bins_in:
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"model.feature_extractor.n_bins ({fe_bins}) differs from the encoder's n_bins_in "
             f"({n_bins_in})"
         )
@@ -297,7 +300,7 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
     temperature = float(model.get("temperature", 0.1))
     if not (math.isfinite(temperature) and temperature > 0):
-        raise LegacyFormatError(f"model.temperature must be > 0, got {temperature!r}")
+        raise OriginalFormatError(f"model.temperature must be > 0, got {temperature!r}")
 
     ours: dict[str, Any] = {
         "experiment": str(config.get("group") or config.get("name") or "original"),
@@ -318,9 +321,10 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         }
 
     data = config.get("data") or {}
-    if data.get("class_path", DATA_MODULE) != DATA_MODULE:
-        raise LegacyFormatError(
-            f"data.class_path is {data.get('class_path')!r}; only {DATA_MODULE!r} can be translated"
+    if data.get("class_path", ORIGINAL_DATA_MODULE) not in (ORIGINAL_DATA_MODULE, DATA_MODULE):
+        raise OriginalFormatError(
+            f"data.class_path is {data.get('class_path')!r}; only {ORIGINAL_DATA_MODULE!r} can be "
+            "translated"
         )
     data_args: dict[str, Any] = {"sample_rate": sample_rate}
     init_args = data.get("init_args") or {}
@@ -347,10 +351,89 @@ def write_translated_config(config: Mapping[str, Any], directory: str | Path) ->
     """
     path = Path(directory) / "train_config.yaml"
     path.write_text(
-        "# translated by legacy.py from the paper authors' train_config.yaml\n"
+        "# translated by original_format.py from the paper authors' train_config.yaml\n"
         + yaml.safe_dump(translate_config(config), sort_keys=False)
     )
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Their encoder's parameter names
+# ----------------------------------------------------------------------------------------------
+
+# The authors' encoder state_dict keys -> ours. "{i}" is a prefilter layer index.
+ORIGINAL_KEY_MAP: dict[str, str] = {
+    "layernorm.weight": "input_norm.weight",
+    "layernorm.bias": "input_norm.bias",
+    "conv1.0.weight": "input_conv.weight",
+    "conv1.0.bias": "input_conv.bias",
+    "prefilt_list.{i}.0.weight": "prefilter_convs.{i}.weight",
+    "prefilt_list.{i}.0.bias": "prefilter_convs.{i}.bias",
+    "conv2.0.weight": "pointwise_convs.0.weight",
+    "conv2.0.bias": "pointwise_convs.0.bias",
+    "conv3.0.weight": "pointwise_convs.1.weight",
+    "conv3.0.bias": "pointwise_convs.1.bias",
+    "conv4.0.weight": "pointwise_convs.2.weight",
+    "conv4.0.bias": "pointwise_convs.2.bias",
+    "conv4.3.weight": "output_conv.weight",
+    "conv4.3.bias": "output_conv.bias",
+    "linear.frequency.0.weight": "pitch_head.weight",
+    "linear.weights.0.weight": "amplitude_head.weight",
+    "linear.weights.0.bias": "amplitude_head.bias",
+}
+# Authors' keys with no counterpart here (PESTO's integer pitch-shift buffer, unused by the paper).
+ORIGINAL_DROPPED_KEYS: frozenset[str] = frozenset({"abs_shift"})
+_ORIGINAL_PREFIX = "encoder."
+_PREFILTER_KEY = re.compile(r"prefilt_list\.(\d+)\.0\.(weight|bias)")
+
+
+def load_original_encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename the paper authors' encoder state_dict onto :class:`PESTOEncoder`'s names.
+
+    state_dict: the authors' encoder keys (see ``ORIGINAL_KEY_MAP``), either bare
+    (``conv1.0.weight``) or as in their LightningModule (``encoder.conv1.0.weight``; then keys
+    without the ``encoder.`` prefix, e.g. the CQT kernels, are ignored). ``abs_shift`` is dropped.
+    Returns a new dict {our key: the same tensor}, ready for ``load_state_dict(strict=True)``.
+    Raises ValueError (one line) listing unknown or missing keys.
+    """
+    if any(k.startswith(_ORIGINAL_PREFIX) for k in state_dict):
+        items = {k[len(_ORIGINAL_PREFIX):]: v for k, v in state_dict.items()
+                 if k.startswith(_ORIGINAL_PREFIX)}
+    else:
+        items = dict(state_dict)
+
+    prefilter_indices = set()
+    unknown = []
+    for key in items:
+        match = _PREFILTER_KEY.fullmatch(key)
+        if match:
+            prefilter_indices.add(int(match.group(1)))
+        elif key not in ORIGINAL_KEY_MAP and key not in ORIGINAL_DROPPED_KEYS:
+            unknown.append(key)
+
+    n_prefilter = max(prefilter_indices) + 1 if prefilter_indices else 0
+    expected = []
+    for theirs in ORIGINAL_KEY_MAP:
+        if "{i}" in theirs:
+            expected += [theirs.format(i=i) for i in range(n_prefilter)]
+        else:
+            expected.append(theirs)
+    missing = [k for k in expected if k not in items]
+    if unknown or missing:
+        raise ValueError(
+            f"state_dict does not match the authors' PESTO encoder: unknown keys "
+            f"{sorted(unknown)}, missing keys {missing}; pass the 'encoder.*' entries of their "
+            "checkpoint's state_dict"
+        )
+
+    mapped: dict[str, Tensor] = {}
+    for theirs, ours in ORIGINAL_KEY_MAP.items():
+        if "{i}" in theirs:
+            for i in range(n_prefilter):
+                mapped[ours.format(i=i)] = items[theirs.format(i=i)]
+        else:
+            mapped[ours] = items[theirs]
+    return mapped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -496,26 +579,11 @@ def _pickle_module(unpickler: type[RestrictedUnpickler]) -> types.ModuleType:
 restricted_pickle = _pickle_module(RestrictedUnpickler)
 
 
-@dataclass(frozen=True)
-class OriginalCheckpoint:
-    """What we read from an authors' checkpoint: the weights and where training stopped.
-
-    state_dict: their LightningModule's keys (``encoder.*``, ``feature_extractor.cqt.*``).
-    stubbed: globals of the pickle replaced by stubs (their classes), sorted.
-    """
-
-    state_dict: dict[str, Tensor]
-    epoch: int | None
-    global_step: int | None
-    lightning_version: str | None
-    stubbed: tuple[str, ...]
-
-
 def restricted_torch_load(path: str | Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     """``torch.load`` of a checkpoint on CPU through :class:`RestrictedUnpickler`.
 
     Returns (the checkpoint dict, with stubs where unknown classes were, the sorted names of
-    the stubbed globals). Raises LegacyFormatError if the file is not a dict checkpoint.
+    the stubbed globals). Raises OriginalFormatError if the file is not a dict checkpoint.
     Torch's own errors (truncated or corrupt file) propagate.
     """
     stubbed: set[str] = set()
@@ -530,33 +598,10 @@ def restricted_torch_load(path: str | Path) -> tuple[dict[str, Any], tuple[str, 
     checkpoint = torch.load(path, map_location="cpu", pickle_module=_pickle_module(_Recording),
                             weights_only=False)
     if not isinstance(checkpoint, dict):
-        raise LegacyFormatError(
+        raise OriginalFormatError(
             f"{path}: not a Lightning checkpoint (a {type(checkpoint).__name__})"
         )
     return checkpoint, tuple(sorted(stubbed))
-
-
-def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
-    """Read an authors' checkpoint without their code (see :class:`RestrictedUnpickler`).
-
-    Returns its ``state_dict`` (tensors), ``epoch``, ``global_step`` and Lightning version.
-    Raises LegacyFormatError (no usable state_dict); torch's errors for corrupt files propagate.
-    """
-    checkpoint, stubbed = restricted_torch_load(path)
-    state_dict = checkpoint.get("state_dict")
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state_dict.items()
-    ):
-        raise LegacyFormatError(f"{path}: the checkpoint has no state_dict of tensors")
-    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
-    version = checkpoint.get("pytorch-lightning_version")
-    return OriginalCheckpoint(
-        state_dict=dict(state_dict),
-        epoch=int(epoch) if isinstance(epoch, int) else None,
-        global_step=int(step) if isinstance(step, int) else None,
-        lightning_version=str(version) if isinstance(version, str) else None,
-        stubbed=stubbed,
-    )
 
 
 def original_encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

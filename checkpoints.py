@@ -1,0 +1,237 @@
+"""Checkpoints in, trained models out: the one reader of both our checkpoints and the paper
+authors' (like PESTO's loader.py). eval_paper.py, estimate.py and the demo load models here.
+
+    from checkpoints import load_checkpoint
+    model = load_checkpoint()                 # the reference SOT-2048 model shipped in reference-runs/
+    model = load_checkpoint("runs/SOT-2048/SOT-2048-123/checkpoints/last.ckpt")
+    out = model.estimate(audio)               # f0 (B, T) Hz, amplitudes (B, T, K), resynthesis
+
+Our checkpoints load with ``torch.load(weights_only=True)`` and embed their run's config (under
+``run_layout.CONFIG_KEY``); the authors' pickle their own classes and are read through
+original_format.py's restricted unpickler, their config translated and their weights renamed.
+Either way the model is rebuilt by ``experiment_cli.build_cli`` from the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import pickle
+import random
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+import original_format
+from command_line import one_line
+from models.autoencoder import HarmonicAutoencoder
+from run_layout import CHECKPOINT_DIR, CONFIG_FILE, CONFIG_KEY, REPO, TEST_METRICS_FILE
+
+__all__ = [
+    "REFERENCE_RUN",
+    "CheckpointContents",
+    "CheckpointError",
+    "ConfigError",
+    "build_from_config",
+    "config_file_for",
+    "default_checkpoint",
+    "load_checkpoint",
+    "load_weights",
+    "read_checkpoint",
+]
+
+log = logging.getLogger("checkpoints")
+
+# The reference SOT-2048 run trained at the paper's budget, shipped with the repository.
+REFERENCE_RUN = REPO / "reference-runs" / "SOT-2048" / "SOT-2048-42"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, truncated, unreadable or does not fit its model (one line)."""
+
+
+class ConfigError(Exception):
+    """A checkpoint's config is missing, unreadable or no longer builds a model (one line)."""
+
+
+@dataclass
+class CheckpointContents:
+    """What evaluation reads from a checkpoint (ours or the authors')."""
+
+    state_dict: dict[str, torch.Tensor]
+    epoch: int | None
+    global_step: int | None
+    config_yaml: str | None  # our embedded config (CONFIG_KEY), None for the authors'
+    stubbed: tuple[str, ...] = ()  # globals the restricted unpickler replaced (authors' only)
+
+
+def read_checkpoint(path: Path) -> CheckpointContents:
+    """Read a checkpoint on CPU: ``weights_only=True`` for ours, the restricted unpickler
+    (original_format.py) for the authors', whose pickles name their own classes.
+
+    Raises CheckpointError (one line) for a missing, truncated or corrupt file.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is missing")
+    stubbed: tuple[str, ...] = ()
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            checkpoint, stubbed = original_format.restricted_torch_load(path)
+    except original_format.OriginalFormatError as error:
+        raise CheckpointError(one_line(error)) from None
+    except Exception as error:  # torch raises many types for truncated or corrupt files
+        raise CheckpointError(
+            f"checkpoint {path.name} is truncated or corrupt ({type(error).__name__}: "
+            f"{one_line(error)[:120]})"
+        ) from None
+    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise CheckpointError(f"checkpoint {path.name} has no state_dict of tensors")
+    config_yaml = checkpoint.get(CONFIG_KEY)
+    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
+    return CheckpointContents(
+        state_dict=state_dict,
+        epoch=epoch if isinstance(epoch, int) else None,
+        global_step=step if isinstance(step, int) else None,
+        config_yaml=config_yaml if isinstance(config_yaml, str) else None,
+        stubbed=stubbed,
+    )
+
+
+def load_weights(model: HarmonicAutoencoder, contents: CheckpointContents, original: bool) -> None:
+    """Load a checkpoint's weights into ``model`` (strict).
+
+    original: the checkpoint comes from the authors' code (their config format); its
+    ``encoder.*`` weights are renamed onto ours and its stored CQT kernels compared with ours
+    (a mismatch is logged; ours are used). Raises CheckpointError (one line) when the weights
+    do not fit the model.
+    """
+    try:
+        if original:
+            model.encoder.load_state_dict(original_format.original_encoder_state(contents.state_dict))
+            matches = original_format.compare_feature_buffers(contents.state_dict, model.features)
+            if matches and not all(matches.values()):
+                bad = ", ".join(k for k, ok in matches.items() if not ok)
+                log.warning("the checkpoint's CQT kernels differ from ours (%s); ours are used",
+                            bad)
+        else:
+            model.load_state_dict(contents.state_dict)
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(
+            f"the weights do not fit the config's model: {one_line(error, 200)}"
+        ) from None
+
+
+def _cli_error(stderr_text: str) -> str:
+    _, marker, message = stderr_text.partition("error:")
+    return one_line(message if marker else stderr_text) if stderr_text.strip() \
+        else "the config does not parse"
+
+
+def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_root: Path) -> Any:
+    """``experiment_cli.build_cli`` for evaluation (no logger, a throwaway checkpoint_root).
+
+    Raises ConfigError (one line) when the config does not parse or its classes do not build;
+    jsonargparse's own usage message is swallowed.
+    """
+    from experiment_cli import build_cli
+
+    args = ["--config", str(config_path), "--checkpoint_root", str(checkpoint_root),
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", *extra_args]
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return build_cli(args)
+    except SystemExit:
+        raise ConfigError(
+            f"the config does not build: {_cli_error(captured.getvalue())}") from None
+    except Exception as error:  # any failure to parse or instantiate: the config no longer builds
+        raise ConfigError(
+            f"the config does not build ({type(error).__name__}: {one_line(error)})"
+        ) from None
+
+
+def config_file_for(config: dict[str, Any], directory: Path, text: str | None = None) -> Path:
+    """A config file ``build_cli`` accepts: the authors' format translated, ours as is."""
+    if original_format.is_original_config(config):
+        return original_format.write_translated_config(config, directory)
+    path = directory / "config.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def _preserved_rng() -> Iterator[None]:
+    """Restore torch/numpy/python RNG states afterwards (building a CLI seeds everything)."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
+def default_checkpoint() -> Path:
+    """The reference SOT-2048 model: the checkpoint its run tested (``REFERENCE_RUN``).
+
+    Raises CheckpointError (one line) when the repository holds no finished reference run.
+    """
+    record = REFERENCE_RUN / TEST_METRICS_FILE
+    try:
+        name = json.loads(record.read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(
+            f"no reference model in this checkout ({record} is missing or unreadable); pass a "
+            "checkpoint path"
+        ) from None
+    return REFERENCE_RUN / CHECKPOINT_DIR / name
+
+
+def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:
+    """Rebuild a trained model from a checkpoint, in eval mode on ``device``.
+
+    ``path`` None: the reference SOT-2048 model shipped with the repository
+    (``default_checkpoint()``). The config is the one embedded in the checkpoint
+    (``CONFIG_KEY``), else the run's ``train_config.yaml`` two levels up
+    (``<run>/checkpoints/x.ckpt``); the authors' checkpoints and configs are read through
+    original_format.py. The caller's RNG states are kept. ``model.estimate(audio (B, N))`` then
+    gives f0 (B, T) in Hz and amplitudes (B, T, K). Raises CheckpointError or ConfigError.
+    """
+    path = default_checkpoint() if path is None else Path(path)
+    contents = read_checkpoint(path)
+    if contents.config_yaml is not None:
+        text = contents.config_yaml
+    else:
+        config_path = path.parent.parent / CONFIG_FILE
+        if not config_path.is_file():
+            raise ConfigError(f"{path.name} embeds no config and {config_path} is missing")
+        text = config_path.read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"the checkpoint's config is not valid YAML: {one_line(error)}") from None
+    if not isinstance(config, dict):
+        raise ConfigError("the checkpoint's config is not a YAML mapping")
+    with tempfile.TemporaryDirectory(prefix="checkpoints-") as tmp, _preserved_rng():
+        try:
+            config_file = config_file_for(config, Path(tmp), text)
+        except original_format.OriginalFormatError as error:
+            raise ConfigError(one_line(error)) from None
+        cli = build_from_config(config_file, ["--trainer.accelerator", "cpu"], Path(tmp))
+    model: HarmonicAutoencoder = cli.model
+    load_weights(model, contents, original=original_format.is_original_config(config))
+    return model.eval().to(device)

@@ -1,0 +1,62 @@
+"""Where a training run lives and what its files are called: the contract between train.py,
+sweep.py, eval_paper.py and the checkpoint loader. Imports no torch (hydra's sweeper plugin
+reads it at every hydra start).
+
+    <checkpoint_root>/<experiment>/<experiment>-<seed>/
+        train_config.yaml        the full resolved config (replayable with --config)
+        checkpoints/best-lsd-<epoch>-<step>.ckpt, checkpoints/last.ckpt
+        test_metrics.json        the test of the best checkpoint
+        wandb_run_id             the W&B run id, kept across resumes
+        logs/                    W&B (offline), CSV or TensorBoard logs
+        done                     the run finished
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+EXPERIMENTS_DIR = REPO / "paper-experiments"
+BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
+
+CONFIG_FILE = "train_config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT_TEMPLATE = "best-lsd-{epoch}-{step}"  # ModelCheckpoint's filename
+BEST_CHECKPOINT_GLOB = "best-lsd-*.ckpt"
+TEST_METRICS_FILE = "test_metrics.json"
+WANDB_ID_FILE = "wandb_run_id"
+LOGS_DIR = "logs"  # the loggers' save_dir
+DONE_MARKER = "done"
+# The key under which a checkpoint embeds its run's config (YAML text).
+CONFIG_KEY = "sot_train_config"
+
+# Exit statuses of the entry points.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a bug, or a sweep whose runs did not all finish
+EXIT_USER_ERROR = 2  # a mistake in the user's input: one line on stderr
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM: run the same command again to resume
+
+__all__ = [
+    "BASE_CONFIG", "BEST_CHECKPOINT_GLOB", "BEST_CHECKPOINT_TEMPLATE", "CHECKPOINT_DIR",
+    "CONFIG_FILE", "CONFIG_KEY", "DONE_MARKER", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
+    "EXIT_TERMINATED", "EXIT_USER_ERROR", "EXPERIMENTS_DIR", "LAST_CHECKPOINT", "LOGS_DIR", "REPO",
+    "TEST_METRICS_FILE", "WANDB_ID_FILE", "experiment_config", "known_experiments",
+    "run_directory",
+]
+
+
+def run_directory(checkpoint_root: str | Path, experiment: str, seed: int) -> Path:
+    """``<checkpoint_root>/<experiment>/<experiment>-<seed>``, the original README's tree."""
+    return Path(checkpoint_root) / experiment / f"{experiment}-{seed}"
+
+
+def known_experiments() -> list[str]:
+    """Experiment names: the YAML files of paper-experiments/ except base.yaml."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != BASE_CONFIG.stem)
+
+
+def experiment_config(experiment: str) -> Path:
+    """``paper-experiments/<experiment>.yaml``."""
+    return EXPERIMENTS_DIR / f"{experiment}.yaml"
