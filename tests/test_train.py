@@ -15,7 +15,7 @@ import run_layout
 import train
 from models.autoencoder import HarmonicAutoencoder, count_parameters
 
-EXPERIMENTS = sorted(p.stem for p in (run_layout.REPO / "paper-experiments").glob("*.yaml") if p.stem != "base")
+EXPERIMENTS = run_layout.known_experiments()
 PAPER_EXPERIMENTS = ["MSS-Lin", "MSS-LogLin", "SOT-2048", "SOT-2048-SS", "SOT-512", "SOT-512-LogF", "SOT-NoCut"]
 DEBUG = str(run_layout.REPO / "paper-experiments" / "presets" / "debug.yaml")
 
@@ -40,6 +40,38 @@ def test_every_experiment_runs_fast_dev_run(experiment: str, tiny_data_path: Pat
     for key in ("lsd", "rpa", "rca", "od", "mse", "mss", "loss"):
         assert key in results and torch.isfinite(torch.tensor(results[key])), key
     assert 0.0 <= results["rpa"] <= 1.0
+
+
+def test_the_paper_recipe_is_25000_steps_unshuffled(tiny_data_path: Path, tmp_path: Path) -> None:
+    """PAPER.md: the step budget binds (the epoch limit never does) and the loader does not
+    shuffle; the SOT cutoff is the authors' rule and the decoder keeps the roll-off's delay."""
+    cli = experiment_cli.build_cli(["--data.init_args.data_path", str(tiny_data_path),
+                                    "--checkpoint_root", str(tmp_path), "--trainer.logger", "false"])
+    assert cli.trainer.max_steps == 25_000
+    assert cli.trainer.max_epochs * -(-2800 // 64) > 25_000
+    assert cli.datamodule.shuffle is False and cli.datamodule.batch_size == 64
+    assert cli.model.loss.terms["sot"].cutoff_rule == "drop"
+    roll = experiment_cli.build_cli(_args("MSS-LogLin", tiny_data_path, tmp_path))
+    assert roll.model.synth.roll_off and not roll.model.synth.roll_off_zero_delay
+
+
+def test_wandb_offline_run_prints_no_needless_warnings(
+    tiny_data_path: Path, tmp_path: Path, monkeypatch, capfd
+) -> None:
+    """The default logger: neither "The anonymous setting has no effect" nor "git root ... does
+    not exist"."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    for name in ("WANDB_RUN_ID", "WANDB_NAME", "WANDB_RUN_GROUP", "WANDB_PROJECT", "WANDB_RESUME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    train.main(_args("MSS-Lin", tiny_data_path, tmp_path, "--trainer.max_steps", "2",
+                     "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+                     "--trainer.logger.save_dir", "logs", "--seed_everything", "5"))
+    printed = capfd.readouterr()
+    text = printed.out + printed.err
+    assert "wandb" in text.lower()  # W&B did run
+    assert "anonymous setting" not in text and "git root" not in text
 
 
 def test_experiment_configs_resolve_to_the_paper_settings(tiny_data_path: Path, tmp_path: Path) -> None:
