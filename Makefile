@@ -41,4 +41,4 @@ figures: install
 	$(PY) scripts/loss_landscape.py --out figures/loss_landscape.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache build _sot_merge*.so _harmonic_synth*.so
+	rm -rf $(VENV) .pytest_cache build _native_kernels*.so

@@ -100,8 +100,8 @@ EVAL_VERSION = "1"
 EVAL_SOURCES = (
     "eval_paper.py", "checkpoints.py", "original_format.py", "experiment_cli.py", "metrics.py",
     "losses.py", "datamodule.py", "data_files.py", "models/autoencoder.py", "models/encoder.py",
-    "models/spectral.py", "models/synth.py", "csrc/sot_merge.c", "csrc/sot_merge_rows.h",
-    "csrc/harmonic_synth.c", "csrc/harmonic_synth_rows.h",
+    "models/spectral.py", "models/synth.py", "csrc/native_kernels.c", "csrc/sot_merge.h",
+    "csrc/sot_merge_rows.h", "csrc/harmonic_synth.h", "csrc/harmonic_synth_rows.h",
 )
 
 BASELINE_NAME = "pYIN (baseline)"

@@ -15,12 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from models.native import kernels as _native_kernels  # the C kernels, or None
 from models.spectral import STFT, cqt_frequencies, hz_to_midi
-
-try:  # The C merge kernel (csrc/sot_merge.c), built by `pip install -e .` where a compiler exists.
-    import _sot_merge
-except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
-    _sot_merge = None
 
 __all__ = [
     "LossMixture",
@@ -35,7 +31,7 @@ Backend = Literal["auto", "native", "torch"]
 _BACKENDS = ("auto", "native", "torch")
 CutoffRule = Literal["drop", "clip"]
 _CUTOFF_RULES = ("drop", "clip")
-# How levels above 1 are treated, as the C kernel numbers them (csrc/sot_merge.c).
+# How levels above 1 are treated, as the C kernel numbers them (csrc/sot_merge.h).
 _NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP = 0, 1, 2
 _NATIVE_DTYPES = (torch.float32, torch.float64)
 # Below this many weights per thread, one more thread costs more than it saves.
@@ -203,7 +199,7 @@ def _native_w1d(
     grad_v = v.new_empty(rows, n) if need_v else None
     if rows > 0:
         threads = max(1, min(torch.get_num_threads(), rows * n // _NATIVE_WORK_PER_THREAD))
-        _sot_merge.wasserstein_1d(
+        _native_kernels.wasserstein_1d(
             u.data_ptr(),
             v.data_ptr(),
             x.data_ptr(),
@@ -255,7 +251,7 @@ class _NativeW1D(torch.autograd.Function):
 
 def native_kernel_available() -> bool:
     """True when the C merge kernel was built (``pip install -e .`` with a C compiler)."""
-    return _sot_merge is not None
+    return _native_kernels is not None
 
 
 _warned_no_native = False
@@ -268,7 +264,7 @@ def _use_native(backend: str, u: Tensor, closed_form: bool) -> bool:
         return False
     on_cpu = u.device.type == "cpu" and u.dtype in _NATIVE_DTYPES
     if backend == "native":
-        if _sot_merge is None:
+        if _native_kernels is None:
             raise RuntimeError(
                 "backend='native' needs the C merge kernel, which is not built; reinstall with a "
                 "C compiler present (pip install -e .) or use backend='torch'"
@@ -281,7 +277,7 @@ def _use_native(backend: str, u: Tensor, closed_form: bool) -> bool:
         return True
     if not on_cpu or closed_form:
         return False
-    if _sot_merge is None:
+    if _native_kernels is None:
         if not _warned_no_native:
             warnings.warn(
                 "losses: the C merge kernel is not built, so SOT on the CPU uses the slower "

@@ -1,8 +1,10 @@
 /* One row loop of the harmonic synth kernel, for the scalar type SCALAR; included once per type
- * by harmonic_synth.c, which defines SCALAR and ROWS_FUNCTION before each include. See
- * harmonic_synth.c for the equations. Forward when job->grad_out is NULL, else backward. */
+ * by harmonic_synth.h, which defines SCALAR and ROWS_FUNCTION before each include. See
+ * harmonic_synth.h for the equations. Forward when job->grad_out is NULL, else backward.
+ * Returns 1 when out of memory, else 0. */
 
-static void ROWS_FUNCTION(Job *job) {
+static int ROWS_FUNCTION(const void *context, int64_t row_begin, int64_t row_end) {
+    const SynthJob *job = (const SynthJob *)context;
     typedef SCALAR T;
     const int64_t n_frames = job->n_frames, n_harmonics = job->n_harmonics;
     const int64_t n_samples = job->n_samples, hop = n_samples / n_frames;
@@ -22,8 +24,9 @@ static void ROWS_FUNCTION(Job *job) {
     double *s = (double *)malloc(sizeof(double) * (size_t)hop);
     double *c = (double *)malloc(sizeof(double) * (size_t)hop);
     double *y = (double *)malloc(sizeof(double) * (size_t)hop);
+    int failed = 0;
     if (!f || !dphi || !frame_grad || !window || !s1 || !c1 || !s || !c || !y) {
-        job->failed = 1;
+        failed = 1;
         goto done;
     }
     for (int64_t i = 0; i < 2 * hop; ++i) {
@@ -32,7 +35,7 @@ static void ROWS_FUNCTION(Job *job) {
     }
     const double *rise = window, *fall = window + hop;
 
-    for (int64_t row = job->row_begin; row < job->row_end; ++row) {
+    for (int64_t row = row_begin; row < row_end; ++row) {
         const T *amplitudes = (const T *)job->amplitudes + row * n_frames * n_harmonics;
         const T *f0 = (const T *)job->f0 + row * n_frames;
         const T *g = backward ? (const T *)job->grad_out + row * n_samples : NULL;
@@ -120,4 +123,5 @@ static void ROWS_FUNCTION(Job *job) {
 done:
     free(f), free(dphi), free(frame_grad), free(window);
     free(s1), free(c1), free(s), free(c), free(y);
+    return failed;
 }

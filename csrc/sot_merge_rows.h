@@ -1,8 +1,9 @@
 /* One row loop of the merge kernel, for the scalar type SCALAR; included once per type by
- * sot_merge.c, which defines SCALAR and ROWS_FUNCTION (the function's name) before each include.
- * See sot_merge.c for the equations. */
+ * sot_merge.h, which defines SCALAR and ROWS_FUNCTION (the function's name) before each include.
+ * See sot_merge.h for the equations. Returns 1 when out of memory, else 0. */
 
-static void ROWS_FUNCTION(Job *job) {
+static int ROWS_FUNCTION(const void *context, int64_t row_begin, int64_t row_end) {
+    const MergeJob *job = (const MergeJob *)context;
     typedef SCALAR T;
     const int64_t n = job->n;
     const T *x = (const T *)job->x;
@@ -18,15 +19,14 @@ static void ROWS_FUNCTION(Job *job) {
     int64_t *pos_u = (int64_t *)malloc(sizeof(int64_t) * (size_t)n);
     int64_t *pos_v = (int64_t *)malloc(sizeof(int64_t) * (size_t)n);
     if (!cu || !cv || !cost || !pos_u || !pos_v) {
-        job->failed = 1;
         free(cu), free(cv), free(cost), free(pos_u), free(pos_v);
-        return;
+        return 1;
     }
 #define LEVEL_COST(d) (square ? (d) * (d) : (T)pow(fabs((double)(d)), p))
-    /* L(level) and the cost c' of the interval ending at a level (see sot_merge.c). */
+    /* L(level) and the cost c' of the interval ending at a level (see sot_merge.h). */
 #define CLAMP(level) ((cutoff == CUTOFF_CLIP && (level) > (T)1) ? (T)1 : (level))
 #define KEPT_COST(level, d) ((cutoff == CUTOFF_DROP && (level) > (T)1) ? (T)0 : LEVEL_COST(d))
-    for (int64_t row = job->row_begin; row < job->row_end; ++row) {
+    for (int64_t row = row_begin; row < row_end; ++row) {
         const T *u = (const T *)job->u + row * n;
         const T *v = (const T *)job->v + row * n;
         double acc_u = 0.0, acc_v = 0.0;
@@ -94,4 +94,5 @@ static void ROWS_FUNCTION(Job *job) {
 #undef CLAMP
 #undef KEPT_COST
     free(cu), free(cv), free(cost), free(pos_u), free(pos_v);
+    return 0;
 }

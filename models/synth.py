@@ -14,10 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-try:  # The fused CPU kernel (csrc/harmonic_synth.c), built by `pip install -e .` with a compiler.
-    import _harmonic_synth
-except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
-    _harmonic_synth = None
+from models.native import kernels as _native_kernels  # the C kernels, or None
 
 __all__ = [
     "ROLL_OFF_DB_PER_OCTAVE",
@@ -176,7 +173,7 @@ _NATIVE_SAMPLES_PER_THREAD = 1 << 14
 
 def native_synth_available() -> bool:
     """True when the fused CPU kernel of the synthesizer was built (``pip install -e .``)."""
-    return _harmonic_synth is not None
+    return _native_kernels is not None
 
 
 def _native_threads(rows: int, n_samples: int) -> int:
@@ -184,7 +181,7 @@ def _native_threads(rows: int, n_samples: int) -> int:
 
 
 class _NativeHarmonicSynth(torch.autograd.Function):
-    """Steps 2-4 of ``HarmonicSynth`` fused in C (csrc/harmonic_synth.c), with its backward.
+    """Steps 2-4 of ``HarmonicSynth`` fused in C (csrc/harmonic_synth.h), with its backward.
 
     amplitudes (B, T, K) (masked at frame rate), f0_hz (B, T): contiguous CPU tensors of one
     dtype (float32 or float64), n_samples a multiple of T. Computed in double precision inside;
@@ -211,7 +208,7 @@ class _NativeHarmonicSynth(torch.autograd.Function):
         grad_a = torch.zeros_like(amplitudes) if need_a else None
         grad_f = torch.empty_like(f0_hz) if need_f else None
         if rows > 0 and (need_a or need_f):
-            _harmonic_synth.backward(
+            _native_kernels.synth_backward(
                 amplitudes.data_ptr(), f0_hz.data_ptr(), grad.data_ptr(),
                 0 if grad_a is None else grad_a.data_ptr(),
                 0 if grad_f is None else grad_f.data_ptr(),
@@ -225,7 +222,7 @@ def _native_synth(amplitudes: Tensor, f0_hz: Tensor, n_samples: int, sample_rate
     rows, n_frames, n_harmonics = amplitudes.shape
     out = amplitudes.new_empty(rows, n_samples)
     if rows > 0:
-        _harmonic_synth.forward(
+        _native_kernels.synth_forward(
             amplitudes.data_ptr(), f0_hz.data_ptr(), out.data_ptr(), rows, n_frames,
             n_harmonics, n_samples, float(sample_rate), amplitudes.dtype == torch.float64,
             _native_threads(rows, n_samples),
@@ -311,7 +308,7 @@ class HarmonicSynth(nn.Module):
        and cropped from sample (L - 1) // 2 - 1 as DDSP does, which keeps a 2-sample delay.
        ``roll_off_zero_delay=True`` crops from L // 2 instead (no delay; not the paper's).
 
-    ``backend``: "auto" (default) runs steps 2-4 in the fused C kernel (csrc/harmonic_synth.c)
+    ``backend``: "auto" (default) runs steps 2-4 in the fused C kernel (csrc/harmonic_synth.h)
     for CPU float32/float64 inputs when it is built (``native_synth_available()``), in double
     precision with sin(k phi) by the rotation recurrence, and in torch ops otherwise (every
     CUDA tensor); "native" insists on the kernel; "torch" never uses it. Both paths give the same
@@ -333,7 +330,7 @@ class HarmonicSynth(nn.Module):
         super().__init__()
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-        if backend == "native" and _harmonic_synth is None:
+        if backend == "native" and _native_kernels is None:
             raise ValueError(
                 "backend='native' needs the synthesizer's C kernel, which is not built; "
                 "reinstall with a C compiler present (pip install -e .) or use backend='torch'"
@@ -411,7 +408,7 @@ class HarmonicSynth(nn.Module):
                     f"on {amplitudes.device.type}; use backend='auto' or 'torch'"
                 )
             return True
-        return self.backend == "auto" and on_cpu and _harmonic_synth is not None
+        return self.backend == "auto" and on_cpu and _native_kernels is not None
 
     def _synthesize_with_torch(
         self, amplitudes: Tensor, f0_hz: Tensor, k: Tensor, n_samples: int

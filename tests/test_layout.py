@@ -6,18 +6,16 @@ from __future__ import annotations
 import ast
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from entrypoints import REPO, environment
+from entrypoints import REPO, run_python
 
 # Lowest first. A module may import its own layer and the layers below, never one above.
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("run_layout", "command_line", "atomic_files", "checks", "result_tables"),
-    "dsp_and_losses": ("models.spectral", "models.synth", "losses", "metrics"),
+    "dsp_and_losses": ("models.native", "models.spectral", "models.synth", "losses", "metrics"),
     "data": ("data_files", "synthetic_data", "datamodule", "real_data"),
     "model": ("models.encoder", "models.autoencoder", "plotting", "training_callbacks",
               "original_format", "experiment_cli", "checkpoints"),
@@ -26,7 +24,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
 LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}
 # The DSP library and the losses never import the training code (magenta/ddsp's rule), nor do
 # the modules a data set or a results table needs.
-NO_LIGHTNING = ("models.spectral", "models.synth", "losses", "models.encoder", "checks",
+NO_LIGHTNING = ("models.native", "models.spectral", "models.synth", "losses", "models.encoder",
+                "checks",
                 "atomic_files", "result_tables", "data_files")
 
 
@@ -80,8 +79,7 @@ def test_light_modules_import_neither_torch_nor_lightning(module: str, tmp_path:
     """Hydra imports every hydra_plugins.* module whenever any Hydra app starts."""
     script = (f"import sys, {module}; "
               "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment(),
-                          capture_output=True, text=True, check=True)
+    done = run_python(script, cwd=tmp_path, timeout=None, check=True)
     assert done.stdout.strip() == "[]", done.stdout
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ast
 import math
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 import scipy.signal
 import scipy.stats
 import torch
+from entrypoints import run_python
 from paper_reference import merged_sort_w1d, numpy_mss, numpy_power_frames
 from torch import Tensor, nn
 
@@ -503,7 +502,7 @@ def test_without_the_kernel_auto_falls_back_with_one_warning(monkeypatch) -> Non
 
     pred, true, x = sot_frames(512, torch.float32)
     expected = wasserstein_1d(pred, true, x, cutoff=True, backend="torch")
-    monkeypatch.setattr(losses, "_sot_merge", None)
+    monkeypatch.setattr(losses, "_native_kernels", None)
     monkeypatch.setattr(losses, "_warned_no_native", False)
     with pytest.warns(UserWarning, match="C merge kernel is not built"):
         first = wasserstein_1d(pred, true, x, cutoff=True)
@@ -528,10 +527,7 @@ def test_native_kernel_shares_torchs_openmp_runtime() -> None:
         "print(sorted({l.split()[-1] for l in maps if l.rsplit('/', 1)[-1].startswith("
         "('libgomp', 'libomp', 'libiomp'))}))"
     )
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, check=True
-    )
+    done = run_python(script, timeout=None, check=True)  # in the repository
     runtimes = ast.literal_eval(done.stdout.strip())
     torch_lib = Path(torch.__file__).resolve().parent
     assert len(runtimes) == 1, runtimes

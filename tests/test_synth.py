@@ -387,7 +387,7 @@ def test_native_backend_errors_are_one_line(monkeypatch) -> None:
     a, f = constant_controls([1.0], 300.0, 16)
     with pytest.raises(ValueError, match="CPU float32/float64"):
         HarmonicSynth(backend="native")(a.half(), f.half())
-    monkeypatch.setattr(synth_module, "_harmonic_synth", None)
+    monkeypatch.setattr(synth_module, "_native_kernels", None)
     with pytest.raises(ValueError, match="backend='torch'"):
         HarmonicSynth(backend="native")
     assert torch.equal(HarmonicSynth()(a, f), HarmonicSynth(backend="torch")(a, f))

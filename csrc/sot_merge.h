@@ -1,4 +1,5 @@
 /* Exact 1-D W_p^p by a linear merge of two cumulative sums, fused with its analytic gradient.
+ * Part of the _native_kernels module (native_kernels.c includes this file).
  *
  * The CPU kernel behind losses.wasserstein_1d (backend "native"). It computes what
  * losses._MergedW1D computes with torch ops, in one pass per row instead of ~40 tensor ops:
@@ -18,35 +19,26 @@
  *   wasserstein_1d(u, v, x, rows, n, p, cutoff, is_double, out, grad_u, grad_v, threads)
  *   cutoff: 0 none, 1 drop, 2 clip (losses._NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP).
  *   u, v: (rows, n); x: (n,); out: (rows,); grad_u, grad_v: (rows, n) or 0 for "not needed".
- *   Rows are split over `threads` OpenMP threads (the GIL is released meanwhile). Built with
- *   -fopenmp, the module needs libgomp.so.1; imported after torch, which ships a libgomp.so.1 of
- *   its own, it shares torch's thread pool: a second pool would spin against torch's idle threads.
+ *   Rows are split over `threads` OpenMP threads (native_kernels.c's parallel_rows).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-
 enum { CUTOFF_NONE = 0, CUTOFF_DROP = 1, CUTOFF_CLIP = 2 };
 
 typedef struct {
     const void *u, *v, *x;
     void *out, *grad_u, *grad_v;
-    int64_t row_begin, row_end, n;
+    int64_t n;
     double p;
-    int cutoff, is_double, failed;
-} Job;
+    int cutoff;
+} MergeJob;
 
 #define SCALAR float
-#define ROWS_FUNCTION rows_float
+#define ROWS_FUNCTION merge_rows_float
 #include "sot_merge_rows.h"
 #undef SCALAR
 #undef ROWS_FUNCTION
 
 #define SCALAR double
-#define ROWS_FUNCTION rows_double
+#define ROWS_FUNCTION merge_rows_double
 #include "sot_merge_rows.h"
 #undef SCALAR
 #undef ROWS_FUNCTION
@@ -65,33 +57,8 @@ static PyObject *py_wasserstein_1d(PyObject *self, PyObject *args) {
                         "need rows >= 0, n >= 1, cutoff 0, 1 or 2 and non-null u, v, x, out");
         return NULL;
     }
-    if (threads < 1) threads = 1;
-    if ((long long)threads > rows) threads = rows > 0 ? (int)rows : 1;
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
-    for (int t = 0; t < threads; ++t) {
-        Job job = {(const void *)(uintptr_t)u, (const void *)(uintptr_t)v,
-                   (const void *)(uintptr_t)x, (void *)(uintptr_t)out,
-                   (void *)(uintptr_t)grad_u, (void *)(uintptr_t)grad_v,
-                   rows * t / threads, rows * (t + 1) / threads, n, p, cutoff, is_double, 0};
-        if (is_double) rows_double(&job);
-        else rows_float(&job);
-        failed |= job.failed;
-    }
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    MergeJob job = {(const void *)(uintptr_t)u, (const void *)(uintptr_t)v,
+                    (const void *)(uintptr_t)x, (void *)(uintptr_t)out,
+                    (void *)(uintptr_t)grad_u, (void *)(uintptr_t)grad_v, n, p, cutoff};
+    return parallel_rows(rows, threads, is_double ? merge_rows_double : merge_rows_float, &job);
 }
-
-static PyMethodDef methods[] = {
-    {"wasserstein_1d", py_wasserstein_1d, METH_VARARGS,
-     "W_p^p rows (and gradients) of contiguous CPU buffers; see csrc/sot_merge.c."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sot_merge",
-                                    "Fused CPU merge kernel for losses.wasserstein_1d.", -1,
-                                    methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__sot_merge(void) { return PyModule_Create(&module); }

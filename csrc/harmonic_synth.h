@@ -1,5 +1,6 @@
 /* The harmonic synthesizer of models/synth.py on the CPU, fused: upsampling, audio-rate Nyquist
- * mask and oscillator bank in one pass per row, forward and backward.
+ * mask and oscillator bank in one pass per row, forward and backward. Part of the
+ * _native_kernels module (native_kernels.c includes this file).
  *
  * Per row (one example): frame controls A (T, K) (already masked at frame rate) and f0 (T,) Hz;
  * N = T * hop output samples; n = t * hop + j. In double precision:
@@ -18,27 +19,20 @@
  *   dL/df0[i]   += the interpolation weights' transpose of dL/df.
  *
  * Python signatures (pointers to contiguous CPU memory, checked by the caller):
- *   forward(A, f0, out, rows, T, K, N, sample_rate, is_double, threads)
- *   backward(A, f0, grad_out, grad_A, grad_f0, rows, T, K, N, sample_rate, is_double, threads)
+ *   synth_forward(A, f0, out, rows, T, K, N, sample_rate, is_double, threads)
+ *   synth_backward(A, f0, grad_out, grad_A, grad_f0, rows, T, K, N, sample_rate, is_double,
+ *                  threads)
  *   grad_A or grad_f0 may be 0 ("not needed"). Rows are split over `threads` OpenMP threads
- *   (torch's own OpenMP runtime, see sot_merge.c); the GIL is released meanwhile.
+ *   (native_kernels.c's parallel_rows).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-
 static const double PI = 3.14159265358979323846;
 
 typedef struct {
     const void *amplitudes, *f0, *grad_out;
     void *out, *grad_amplitudes, *grad_f0;
-    int64_t row_begin, row_end, n_frames, n_harmonics, n_samples;
+    int64_t n_frames, n_harmonics, n_samples;
     double sample_rate;
-    int failed;
-} Job;
+} SynthJob;
 
 /* F.interpolate(mode="linear", align_corners=False) from n_frames to n_samples: sample n reads
  * frames i0 and i1 with weights 1 - l and l. */
@@ -68,26 +62,6 @@ static inline Lerp interpolation(int64_t n, double scale, int64_t n_frames) {
 #undef SCALAR
 #undef ROWS_FUNCTION
 
-static PyObject *run(long long rows, int threads, Job *prototype, int is_double) {
-    if (threads < 1) threads = 1;
-    if ((long long)threads > rows) threads = rows > 0 ? (int)rows : 1;
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
-    for (int t = 0; t < threads; ++t) {
-        Job job = *prototype;
-        job.row_begin = rows * t / threads;
-        job.row_end = rows * (t + 1) / threads;
-        job.failed = 0;
-        if (is_double) synth_rows_double(&job);
-        else synth_rows_float(&job);
-        failed |= job.failed;
-    }
-    Py_END_ALLOW_THREADS
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
 static int check_sizes(long long rows, long long n_frames, long long n_harmonics,
                        long long n_samples, double sample_rate) {
     if (rows < 0 || n_frames < 1 || n_harmonics < 1 || n_samples < 1 ||
@@ -99,7 +73,7 @@ static int check_sizes(long long rows, long long n_frames, long long n_harmonics
     return 1;
 }
 
-static PyObject *py_forward(PyObject *self, PyObject *args) {
+static PyObject *py_synth_forward(PyObject *self, PyObject *args) {
     unsigned long long amplitudes, f0, out;
     long long rows, n_frames, n_harmonics, n_samples;
     double sample_rate;
@@ -109,13 +83,13 @@ static PyObject *py_forward(PyObject *self, PyObject *args) {
                           &n_harmonics, &n_samples, &sample_rate, &is_double, &threads))
         return NULL;
     if (!check_sizes(rows, n_frames, n_harmonics, n_samples, sample_rate)) return NULL;
-    Job job = {(const void *)(uintptr_t)amplitudes, (const void *)(uintptr_t)f0, NULL,
-               (void *)(uintptr_t)out, NULL, NULL, 0, 0, n_frames, n_harmonics, n_samples,
-               sample_rate, 0};
-    return run(rows, threads, &job, is_double);
+    SynthJob job = {(const void *)(uintptr_t)amplitudes, (const void *)(uintptr_t)f0, NULL,
+                    (void *)(uintptr_t)out, NULL, NULL, n_frames, n_harmonics, n_samples,
+                    sample_rate};
+    return parallel_rows(rows, threads, is_double ? synth_rows_double : synth_rows_float, &job);
 }
 
-static PyObject *py_backward(PyObject *self, PyObject *args) {
+static PyObject *py_synth_backward(PyObject *self, PyObject *args) {
     unsigned long long amplitudes, f0, grad_out, grad_amplitudes, grad_f0;
     long long rows, n_frames, n_harmonics, n_samples;
     double sample_rate;
@@ -126,23 +100,8 @@ static PyObject *py_backward(PyObject *self, PyObject *args) {
                           &is_double, &threads))
         return NULL;
     if (!check_sizes(rows, n_frames, n_harmonics, n_samples, sample_rate)) return NULL;
-    Job job = {(const void *)(uintptr_t)amplitudes, (const void *)(uintptr_t)f0,
-               (const void *)(uintptr_t)grad_out, NULL, (void *)(uintptr_t)grad_amplitudes,
-               (void *)(uintptr_t)grad_f0, 0, 0, n_frames, n_harmonics, n_samples,
-               sample_rate, 0};
-    return run(rows, threads, &job, is_double);
+    SynthJob job = {(const void *)(uintptr_t)amplitudes, (const void *)(uintptr_t)f0,
+                    (const void *)(uintptr_t)grad_out, NULL, (void *)(uintptr_t)grad_amplitudes,
+                    (void *)(uintptr_t)grad_f0, n_frames, n_harmonics, n_samples, sample_rate};
+    return parallel_rows(rows, threads, is_double ? synth_rows_double : synth_rows_float, &job);
 }
-
-static PyMethodDef methods[] = {
-    {"forward", py_forward, METH_VARARGS,
-     "Harmonic synth rows of contiguous CPU buffers; see csrc/harmonic_synth.c."},
-    {"backward", py_backward, METH_VARARGS,
-     "Gradients of the harmonic synth rows; see csrc/harmonic_synth.c."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_harmonic_synth",
-                                    "Fused CPU kernel of models.synth.HarmonicSynth.", -1,
-                                    methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__harmonic_synth(void) { return PyModule_Create(&module); }
