@@ -9,6 +9,7 @@ and its RNG-state callback. train.py trains with it; checkpoints.py rebuilds mod
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +129,16 @@ class SOTCLI(LightningCLI):
 
 def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
     """Parse ``args`` (default: sys.argv) and instantiate model, data and trainer."""
+    argv = sys.argv
+    if args is not None:  # called as a library: the process's own arguments are not ours
+        sys.argv = argv[:1]
+    try:
+        return _build_cli(args, run)
+    finally:
+        sys.argv = argv
+
+
+def _build_cli(args: list[str] | None, run: bool) -> SOTCLI:
     return SOTCLI(
         model_class=HarmonicAutoencoder,
         datamodule_class=None,
