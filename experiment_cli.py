@@ -27,10 +27,16 @@ from run_layout import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     CONFIG_KEY,
+    CURVES_FILE,
     LOGS_DIR,
     run_directory,
 )
-from training_callbacks import AtomicCheckpointIO, EpochEndCheckpoint, RNGStateCallback
+from training_callbacks import (
+    AtomicCheckpointIO,
+    EpochEndCheckpoint,
+    MetricsHistory,
+    RNGStateCallback,
+)
 
 __all__ = ["SOTCLI", "RunConfigSaver", "build_cli", "check_compatible"]
 
@@ -119,6 +125,7 @@ class SOTCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(MetricsHistory(self.run_dir / CURVES_FILE))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
                 # Lightning always passes anonymous=None to wandb.init, which then warns that

@@ -1,4 +1,5 @@
-"""Figures a researcher looks at: spectra of target vs resynthesis, predicted vs true f0."""
+"""Figures a researcher looks at: spectra of target vs resynthesis, predicted vs true f0, and a
+run's training and validation curves."""
 
 from __future__ import annotations
 
@@ -66,6 +67,49 @@ def f0_scatter_figure(predicted_hz: np.ndarray, true_hz: np.ndarray, title: str 
     draw_f0_scatter(axis, predicted_hz, true_hz, title)
     figure.tight_layout()
     return figure
+
+
+CURVE_PANELS = (
+    ("train", "train/loss", "training loss", True),
+    ("val", "val/lsd", "validation LSD (dB²)", False),
+    ("val", "val/rpa", "validation RPA", False),
+    ("val", "val/median_cents_error", "validation median |error| (cents)", True),
+)
+
+
+def curves_figure(runs: dict[str, list[dict]], title: str = "") -> Figure:
+    """A 2 x 2 figure of curves against the training step: the training loss, the validation
+    LSD, RPA and median cents error; one line per run (``runs``: label -> MetricsHistory rows,
+    as read back from curves.csv; missing metrics are left out)."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for axis, (split, key, label, log_scale) in zip(axes.ravel(), CURVE_PANELS):
+        for name, rows in runs.items():
+            points = [(float(r["step"]), float(r[key])) for r in rows
+                      if r.get("split") == split and r.get(key) not in (None, "")]
+            if points:
+                steps, values = zip(*points)
+                axis.plot(steps, values, lw=1.0 if split == "train" else 1.5,
+                          marker="" if split == "train" else ".", ms=3, label=name)
+        axis.set(xlabel="training step", ylabel=label)
+        if log_scale:
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+        if len(runs) > 1:
+            axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (closed afterwards)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def log_figure(logger: Logger, name: str, figure: Figure, step: int) -> None:

@@ -6,6 +6,8 @@ reads it at every hydra start).
         train_config.yaml        the full resolved config (replayable with --config)
         checkpoints/best-lsd-<epoch>-<step>.ckpt, checkpoints/last.ckpt
         test_metrics.json        the test of the best checkpoint
+        curves.csv, curves.png   training and validation curves
+        test_f0.png              predicted against true f0 on the test split
         wandb_run_id             the W&B run id, kept across resumes
         logs/                    W&B (offline), CSV or TensorBoard logs
         done                     the run finished
@@ -25,6 +27,9 @@ LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT_TEMPLATE = "best-lsd-{epoch}-{step}"  # ModelCheckpoint's filename
 BEST_CHECKPOINT_GLOB = "best-lsd-*.ckpt"
 TEST_METRICS_FILE = "test_metrics.json"
+CURVES_FILE = "curves.csv"  # training and validation curves (training_callbacks.MetricsHistory)
+CURVES_FIGURE = "curves.png"
+TEST_F0_FIGURE = "test_f0.png"  # predicted against true f0 on the test split, after the test
 WANDB_ID_FILE = "wandb_run_id"
 LOGS_DIR = "logs"  # the loggers' save_dir
 DONE_MARKER = "done"
@@ -40,7 +45,7 @@ EXIT_TERMINATED = 143  # SIGTERM: run the same command again to resume
 
 __all__ = [
     "BASE_CONFIG", "BEST_CHECKPOINT_GLOB", "BEST_CHECKPOINT_TEMPLATE", "CHECKPOINT_DIR",
-    "CONFIG_FILE", "CONFIG_KEY", "DONE_MARKER", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
+    "CONFIG_FILE", "CONFIG_KEY", "CURVES_FIGURE", "CURVES_FILE", "TEST_F0_FIGURE", "DONE_MARKER", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
     "EXIT_TERMINATED", "EXIT_USER_ERROR", "EXPERIMENTS_DIR", "LAST_CHECKPOINT", "LOGS_DIR", "REPO",
     "TEST_METRICS_FILE", "WANDB_ID_FILE", "experiment_config", "known_experiments",
     "run_directory",

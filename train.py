@@ -21,16 +21,19 @@ from typing import Any
 
 import torch
 
-from atomic_files import atomic_write_text
+from atomic_files import atomic_write_bytes, atomic_write_text
 from checkpoints import CheckpointError, read_checkpoint
 from command_line import UserError, one_line, run_cli_main
 from experiment_cli import SOTCLI, build_cli, check_compatible
 from models.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
 from run_layout import (
     CHECKPOINT_DIR,
+    CURVES_FIGURE,
+    CURVES_FILE,
     DONE_MARKER,
     LAST_CHECKPOINT,
     LOGS_DIR,
+    TEST_F0_FIGURE,
     TEST_METRICS_FILE,
     WANDB_ID_FILE,
 )
@@ -155,12 +158,35 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
         log.info("no best checkpoint (no validation ran): testing with the final weights")
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=True)
     results = model.test_results()
-    results_record = {"checkpoint": Path(best).name if best else None, **results}
+    tested = torch.load(best, map_location="cpu", weights_only=True)["global_step"] if best \
+        else trainer.global_step
+    results_record = {"checkpoint": Path(best).name if best else None, "global_step": tested,
+                      "trained_steps": trainer.global_step, **results}
     if trainer.fast_dev_run:
         return results
+    write_run_figures(run_dir, cli.config.experiment, int(cli.config.seed_everything), model)
     atomic_write_text(run_dir / TEST_METRICS_FILE, json.dumps(results_record, indent=2) + "\n")
     atomic_write_text(done, "")
     return results
+
+
+def write_run_figures(run_dir: Path, experiment: str, seed: int,
+                      model: HarmonicAutoencoder) -> None:
+    """``curves.png`` (from curves.csv) and ``test_f0.png`` (the last test's predicted against
+    true f0), written atomically beside the run's test metrics."""
+    import csv
+
+    from plotting import curves_figure, f0_scatter_figure, figure_png
+
+    name = f"{experiment}-{seed}"
+    curves = run_dir / CURVES_FILE
+    if curves.is_file():
+        with open(curves, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        atomic_write_bytes(run_dir / CURVES_FIGURE, figure_png(curves_figure({name: rows}, name)))
+    predicted, true = model.test_predictions()
+    figure = f0_scatter_figure(predicted.numpy(), true.numpy(), title=f"{name}: test split")
+    atomic_write_bytes(run_dir / TEST_F0_FIGURE, figure_png(figure))
 
 
 def check_config_files(args: list[str]) -> None:

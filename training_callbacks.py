@@ -5,7 +5,9 @@ streams an uninterrupted run would have had.
 - ``AtomicCheckpointIO``: checkpoints through ``atomic_files.atomic_torch_save``;
 - ``EpochEndCheckpoint``: a ``ModelCheckpoint`` whose ``last.ckpt`` is written at every epoch's
   end, and whose resume counts a replayed epoch end once;
-- ``RNGStateCallback``: the torch/numpy/python RNG states travel in each checkpoint.
+- ``RNGStateCallback``: the torch/numpy/python RNG states travel in each checkpoint;
+- ``MetricsHistory``: the training and validation curves, kept in each checkpoint (so a resumed
+  run's curves equal an uninterrupted run's) and written to ``<run>/curves.csv``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from atomic_files import atomic_torch_save
+from atomic_files import atomic_torch_save, atomic_write_text
+from result_tables import csv_text
 
-__all__ = ["AtomicCheckpointIO", "EpochEndCheckpoint", "RNGStateCallback"]
+__all__ = ["AtomicCheckpointIO", "EpochEndCheckpoint", "MetricsHistory", "RNGStateCallback"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -119,3 +122,54 @@ class RNGStateCallback(Callback):
         python_state = state_dict["python"]
         random.setstate((python_state["version"], tuple(python_state["internal"].tolist()),
                          python_state["gauss_next"]))
+
+
+class MetricsHistory(Callback):
+    """The curves of a fit: one row per logged training step (``train/*`` metrics, every
+    ``log_every_n_steps``) and per validation pass (``val/*``), each with ``step``, ``epoch`` and
+    ``split``. The rows travel in the checkpoints (``state_dict``), so a run resumed from
+    ``last.ckpt`` continues the rows it had when that checkpoint was written; ``<path>`` is
+    rewritten, atomically, at every epoch's end and when the fit ends.
+
+    path: the CSV file (``<run>/curves.csv`` in train.py); None keeps the rows in memory only.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+    def _record(self, trainer: Trainer, split: str) -> None:
+        prefix = f"{split}/"
+        values = {key: float(value) for key, value in trainer.callback_metrics.items()
+                  if key.startswith(prefix)}
+        if values:
+            self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch,
+                              "split": split, **values})
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self._record(trainer, "train")
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._record(trainer, "val")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.write()
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.write()
+
+    def write(self) -> None:
+        """Write every row so far to ``path`` (columns: step, epoch, split, then the metrics)."""
+        if self.path is None or not self.rows:
+            return
+        metrics = sorted({key for row in self.rows for key in row} - {"step", "epoch", "split"})
+        atomic_write_text(self.path, csv_text(["step", "epoch", "split", *metrics], self.rows))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(row) for row in state_dict.get("rows", [])]
