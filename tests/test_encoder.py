@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import models.encoder as encoder_module
 from models.encoder import PESTOEncoder, load_original_encoder_state
 
 # The authors' encoder state_dict (SOT-2048 checkpoint), key -> shape, as listed in
@@ -94,6 +98,241 @@ def reference_forward(
     z = flat @ w["linear.weights.0.weight"].T + w["linear.weights.0.bias"]
     amplitudes = 2.0 * torch.sigmoid(z) ** math.log(10.0) + 1e-7
     return logits, amplitudes
+
+
+class ConvReference(nn.Module):
+    """The encoder as plain nn.Conv1d layers (its first formulation), with PESTOEncoder's names.
+
+    forward(x (N, Q), dropout_scale (N, c3, Q) or None) -> (logits (N, Q_out), amplitudes (N, K));
+    dropout_scale multiplies the last 1x1 conv's input instead of nn.Dropout when given.
+    """
+
+    def __init__(self, n_bins_in: int = 285, n_harmonics: int = 20,
+                 channels: Sequence[int] = (40, 30, 30, 10, 3), kernel_size: int = 15,
+                 n_prefilter_layers: int = 2, leaky_relu_slope: float = 0.3,
+                 dropout: float = 0.5, residual: bool = True, n_bins_out: int | None = None) -> None:
+        super().__init__()
+        c0, c1, c2, c3, c4 = channels
+        pad = kernel_size // 2
+        self.slope, self.residual = leaky_relu_slope, residual
+        self.n_bins_out = n_bins_in if n_bins_out is None else n_bins_out
+        self.input_norm = nn.LayerNorm((1, n_bins_in))
+        self.input_conv = nn.Conv1d(1, c0, kernel_size, padding=pad)
+        self.prefilter_convs = nn.ModuleList(
+            nn.Conv1d(c0, c0, kernel_size, padding=pad) for _ in range(n_prefilter_layers - 1)
+        )
+        self.pointwise_convs = nn.ModuleList(
+            [nn.Conv1d(c0, c1, 1), nn.Conv1d(c1, c2, 1), nn.Conv1d(c2, c3, 1)]
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output_conv = nn.Conv1d(c3, c4, 1)
+        n_features = c4 * n_bins_in
+        self.pitch_head = nn.Conv1d(1, 1, n_features + self.n_bins_out - 1,
+                                    padding=self.n_bins_out - 1, bias=False)
+        self.amplitude_head = nn.Linear(n_features, n_harmonics)
+
+    def forward(self, x: torch.Tensor, dropout_scale: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.input_norm(x.unsqueeze(1))
+        h = F.leaky_relu(self.input_conv(h), self.slope)
+        for conv in self.prefilter_convs:
+            y = F.leaky_relu(conv(h), self.slope)
+            h = h + y if self.residual else y
+        for conv in self.pointwise_convs:
+            h = F.leaky_relu(conv(h), self.slope)
+        h = self.dropout(h) if dropout_scale is None else h * dropout_scale
+        flat = self.output_conv(h).flatten(1)
+        logits = self.pitch_head(flat.unsqueeze(1)).squeeze(1)
+        amplitudes = 2.0 * torch.sigmoid(self.amplitude_head(flat)) ** math.log(10.0) + 1e-7
+        return logits, amplitudes
+
+
+def perturbed_pair(dtype: torch.dtype = torch.float64, device: str = "cpu", seed: int = 0,
+                   **kwargs: object) -> tuple[PESTOEncoder, ConvReference]:
+    """A PESTOEncoder with random parameters (LayerNorm and biases too) and the same as reference."""
+    torch.manual_seed(seed)
+    model = PESTOEncoder(**kwargs).to(device, dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    reference = ConvReference(**kwargs).to(device, dtype)
+    reference.load_state_dict(model.state_dict(), strict=True)
+    return model, reference
+
+
+def outputs_and_grads(model: nn.Module, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                      **forward_kwargs: object) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Outputs of model(x) and the gradients of sum(weights * outputs) w.r.t. x and parameters."""
+    x = x.detach().requires_grad_()
+    outputs = model(x, **forward_kwargs)
+    loss = sum((w * o.double()).sum() for w, o in zip(weights, outputs))
+    names = [name for name, _ in model.named_parameters()]
+    grads = torch.autograd.grad(loss, [x, *(p for _, p in model.named_parameters())])
+    return list(outputs), dict(zip(["input", *names], grads))
+
+
+def assert_matches(got: Sequence[torch.Tensor], expected: Sequence[torch.Tensor], rtol: float,
+                   what: Sequence[str]) -> None:
+    """max |got - expected| <= rtol * max |expected|, tensor by tensor."""
+    for name, a, b in zip(what, got, expected):
+        err = (a.double() - b.double()).abs().max().item()
+        scale = b.double().abs().max().item()
+        assert err <= rtol * scale, f"{name}: max error {err:.3g} > {rtol} * {scale:.3g}"
+
+
+def compare_with_reference(model: PESTOEncoder, reference: ConvReference, x: torch.Tensor,
+                           out_rtol: float, grad_rtol: float, dropout_p: float = 0.0) -> None:
+    """Outputs and every gradient of model vs reference on the same input (and dropout mask)."""
+    g = torch.Generator().manual_seed(1)
+    weights = [torch.randn(x.shape[0], model.n_bins_out, generator=g, dtype=torch.float64),
+               torch.randn(x.shape[0], model.n_harmonics, generator=g, dtype=torch.float64)]
+    weights = [w.to(x.device) for w in weights]
+    scale = None
+    if dropout_p > 0.0:
+        # the mask PESTOEncoder.features draws: torch.rand(N, c3, Q) >= p, scaled by 1 / (1 - p)
+        torch.manual_seed(123)
+        shape = (x.shape[0], model.pointwise_convs[-1].out_channels, model.n_bins_in)
+        keep = torch.rand(shape, dtype=x.dtype, device=x.device) >= dropout_p
+        scale = keep.to(x.dtype) / (1.0 - dropout_p)
+        torch.manual_seed(123)
+    outputs, grads = outputs_and_grads(model, x, weights)
+    ref_x = x.to(reference.pitch_head.weight.dtype)
+    ref_outputs, ref_grads = outputs_and_grads(reference, ref_x, weights, dropout_scale=scale)
+    assert_matches(outputs, ref_outputs, out_rtol, ["logits", "amplitudes"])
+    assert list(grads) == list(ref_grads)
+    assert_matches(list(grads.values()), list(ref_grads.values()), grad_rtol, list(ref_grads))
+
+
+SIZES = [
+    {},
+    {"n_prefilter_layers": 1},
+    {"n_prefilter_layers": 3},
+    {"residual": False},
+    {"n_prefilter_layers": 3, "residual": False, "leaky_relu_slope": -0.2},
+    {"n_bins_in": 48, "n_bins_out": 30, "n_harmonics": 5, "channels": (4, 3, 3, 2, 2),
+     "kernel_size": 5, "n_prefilter_layers": 3},
+    {"n_bins_in": 40, "n_bins_out": 57, "channels": (8, 6, 5, 4, 1), "kernel_size": 1},
+]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of a few frames, so that small batches still take several (and a partial one)."""
+    monkeypatch.setattr(encoder_module, "_CPU_CHUNK_ROWS", 1000)
+
+
+@pytest.mark.parametrize("kwargs", SIZES,
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults")
+@pytest.mark.parametrize("mode", ["eval", "train-no-dropout"])
+def test_matches_conv1d_reference_float64(small_chunks: None, kwargs: dict, mode: str) -> None:
+    """Outputs to 1e-5 and all gradients (input, every parameter) to 1e-4, in float64."""
+    model, reference = perturbed_pair(**kwargs, dropout=0.5 if mode == "eval" else 0.0)
+    model.train(mode != "eval")
+    reference.train(mode != "eval")
+    x = 3.0 * torch.rand(13, model.n_bins_in, dtype=torch.float64)
+    compare_with_reference(model, reference, x, out_rtol=1e-5, grad_rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{}, SIZES[5]], ids=["defaults", "small"])
+def test_train_mode_with_shared_dropout_mask_matches_reference(small_chunks: None,
+                                                               kwargs: dict) -> None:
+    model, reference = perturbed_pair(**kwargs, dropout=0.3)
+    model.train()
+    reference.train()
+    x = torch.rand(13, model.n_bins_in, dtype=torch.float64)
+    compare_with_reference(model, reference, x, out_rtol=1e-5, grad_rtol=1e-4, dropout_p=0.3)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 300, 10**9])
+def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> None:
+    """1 frame per chunk, about one, and the whole batch in one chunk."""
+    monkeypatch.setattr(encoder_module, "_CPU_CHUNK_ROWS", chunk_rows)
+    model, reference = perturbed_pair(n_prefilter_layers=3)
+    model.train()
+    reference.train()
+    x = torch.rand(9, 285, dtype=torch.float64)
+    compare_with_reference(model, reference, x, out_rtol=1e-5, grad_rtol=1e-4, dropout_p=0.5)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train-no-dropout"])
+def test_float32_matches_float64_reference(mode: str) -> None:
+    """The float32 path (oneDNN convs, MKL matmuls on CPU) against the float64 reference.
+
+    Gradients are compared with identity activations (slope 1): with kinks, a pre-activation
+    within float32 rounding of 0 takes the other branch in float64 (the float32 reference differs
+    as much); the branches themselves are tested in float64 above.
+    """
+    dropout = 0.5 if mode == "eval" else 0.0
+    for slope, grad_rtol in ((0.3, math.inf), (1.0, 1e-4)):
+        model, reference = perturbed_pair(dtype=torch.float32, dropout=dropout,
+                                          leaky_relu_slope=slope)
+        reference.double()
+        model.train(mode != "eval")
+        reference.train(mode != "eval")
+        x = 3.0 * torch.rand(64, 285)
+        compare_with_reference(model, reference, x, out_rtol=1e-4, grad_rtol=grad_rtol)
+
+
+def relative_errors(model: nn.Module, x: torch.Tensor, weights: Sequence[torch.Tensor]
+                    ) -> dict[str, float]:
+    """|bf16 - fp32| / |fp32| (norms) of outputs and gradients, bf16 under CPU autocast."""
+    outputs, grads = outputs_and_grads(model, x, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf_outputs, bf_grads = outputs_and_grads(model, x, weights)
+    assert all(o.dtype == torch.bfloat16 for o in bf_outputs)
+    assert all(bf_grads[k].dtype == grads[k].dtype for k in grads)
+    pairs = {"logits": (bf_outputs[0], outputs[0]), "amplitudes": (bf_outputs[1], outputs[1]),
+             **{k: (bf_grads[k], grads[k]) for k in grads}}
+    return {k: ((a.float() - b).norm() / b.norm()).item() for k, (a, b) in pairs.items()}
+
+
+def test_bfloat16_autocast_is_as_accurate_as_autocast_on_the_reference() -> None:
+    """Under CPU autocast the encoder runs in bfloat16 (outputs within 1 %), parameter gradients
+    stay float32; their errors are those of autocast on the plain nn.Conv1d formulation."""
+    torch.manual_seed(0)
+    model = PESTOEncoder(dropout=0.0)
+    reference = ConvReference(dropout=0.0)
+    reference.load_state_dict(model.state_dict())
+    x = 3.0 * torch.rand(64, 285)
+    weights = [torch.randn(64, 285, dtype=torch.float64), torch.randn(64, 20, dtype=torch.float64)]
+    errors = relative_errors(model, x, weights)
+    ref_errors = relative_errors(reference, x, weights)
+    assert errors["logits"] < 1e-2 and errors["amplitudes"] < 1e-2, errors
+    for name, err in errors.items():
+        assert err <= 1.5 * ref_errors[name] + 1e-3, (name, err, ref_errors[name])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_matches_reference(dtype: torch.dtype) -> None:
+    model, reference = perturbed_pair(dtype=dtype, device="cuda", dropout=0.0)
+    reference.double()
+    model.train()
+    reference.train()
+    x = 3.0 * torch.rand(40, 285, dtype=dtype, device="cuda")
+    compare_with_reference(model, reference, x, out_rtol=1e-5, grad_rtol=1e-4)
+
+
+def test_toeplitz_kernel_gradient_is_sum_along_diagonals() -> None:
+    torch.manual_seed(5)
+    x = torch.randn(6, 855, dtype=torch.float64)
+    kernel = torch.randn(1, 1, 1139, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(6, 285, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((encoder_module.toeplitz_linear(x, kernel, 285) * g).sum(), kernel)
+    (expected,) = torch.autograd.grad(
+        (F.conv1d(x[:, None, :], kernel, padding=284)[:, 0, :] * g).sum(), kernel)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_inference_under_no_grad_matches_grad_mode() -> None:
+    model, _ = perturbed_pair(dtype=torch.float32)
+    model.eval()
+    x = torch.rand(30, 285)
+    with torch.no_grad():
+        a = model(x)
+    b = model(x)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v.detach())
 
 
 def test_paper_parameter_count() -> None:
