@@ -1,5 +1,12 @@
-"""Helpers for tests that run the real entry points (train.py, eval_paper.py, ...) as subprocesses:
-the environment they run in, the one-line error rule, and byte-level digests of file trees.
+"""Helpers for tests that run the real entry points (train.py, eval_paper.py, sweep.py, ...) and
+``python -c`` snippets as subprocesses: one way to run or start them, the environment they run
+in, the one-line error rule, and byte-level digests of file trees.
+
+Running: ``run_entry_point`` / ``run_python`` wait for the process (``timeout``, default 300 s,
+None for none) and capture its output (text); ``start_entry_point`` / ``start_python`` return the
+``Popen`` (for tests that kill, freeze or read a process while it runs). All run
+``sys.executable`` in ``cwd`` (default: the repository) with ``env`` (default: ``environment()``).
+System tools (mount, scancel, squeue, ...) are not entry points: tests run those themselves.
 
 The one-line error rule (``error_line_problems``), applied to a failed run's stderr:
 1. no line contains "Traceback";
@@ -21,6 +28,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -61,22 +69,100 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_entry_point(
-    prog: str,
-    args: Sequence[str],
-    cwd: Path | None = None,
-    timeout: float = 300,
-    env: dict[str, str] | None = None,
+# Where a started process's stdout or stderr goes: None (inherited), subprocess.PIPE, DEVNULL,
+# STDOUT (stderr only) or an open file.
+Stream = int | IO[str] | IO[bytes] | None
+
+
+def _run(
+    command: list[str],
+    cwd: Path | None,
+    timeout: float | None,
+    env: dict[str, str] | None,
+    check: bool,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python <repo>/<prog> <args>`` and capture its output (text)."""
     return subprocess.run(
-        [PYTHON, str(REPO / prog), *args],
+        command,
         cwd=cwd or REPO,
-        env=env or environment(),
+        env=environment() if env is None else env,
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=check,
     )
+
+
+def _start(
+    command: list[str],
+    cwd: Path | None,
+    env: dict[str, str] | None,
+    stdout: Stream,
+    stderr: Stream,
+    text: bool,
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        cwd=cwd or REPO,
+        env=environment() if env is None else env,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+    )
+
+
+def run_entry_point(
+    prog: str,
+    args: Sequence[str] = (),
+    *,
+    cwd: Path | None = None,
+    timeout: float | None = 300,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python <repo>/<prog> <args>`` to its end and capture its output (text)."""
+    return _run([PYTHON, str(REPO / prog), *args], cwd, timeout, env, check)
+
+
+def run_python(
+    code: str,
+    args: Sequence[str] = (),
+    *,
+    cwd: Path | None = None,
+    timeout: float | None = 300,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c <code> <args>`` (the snippet's ``sys.argv[1:]``) to its end and capture
+    its output (text)."""
+    return _run([PYTHON, "-c", code, *args], cwd, timeout, env, check)
+
+
+def start_entry_point(
+    prog: str,
+    args: Sequence[str] = (),
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+    text: bool = False,
+) -> subprocess.Popen:
+    """Start ``python <repo>/<prog> <args>``; stdout and stderr go where Popen is told."""
+    return _start([PYTHON, str(REPO / prog), *args], cwd, env, stdout, stderr, text)
+
+
+def start_python(
+    code: str,
+    args: Sequence[str] = (),
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+    text: bool = False,
+) -> subprocess.Popen:
+    """Start ``python -c <code> <args>``; stdout and stderr go where Popen is told."""
+    return _start([PYTHON, "-c", code, *args], cwd, env, stdout, stderr, text)
 
 
 def stderr_lines(stderr: str) -> list[str]:

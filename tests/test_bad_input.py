@@ -34,10 +34,10 @@ import numpy as np
 import pytest
 import torch
 from entrypoints import (
-    PYTHON,
     REPO,
-    environment,
     error_line_problems,
+    run_entry_point,
+    run_python,
     stderr_lines,
     temporary_files,
     tree_digest,
@@ -82,7 +82,7 @@ class Case:
     prepare: Callable[[World, Path], None] | None = None
     mount: str | None = None  # None, "full" (no free space) or "readonly": ws/run is a tmpfs
     exit_codes: tuple[int, ...] = (2,)
-    command: Callable[[World, Path], Sequence[str]] | None = None  # replaces python <prog> args
+    wrapper: str | None = None  # runs python -c <wrapper> <repo>/<prog> <args> instead
 
 
 @dataclass
@@ -211,14 +211,7 @@ def _build_world(root: Path, tiny_data_path: Path) -> World:
     world = World(
         root=root, data=data, good_run_root=good_root, mount_ok=_can_mount(root / "probe")
     )
-    trained = subprocess.run(
-        [PYTHON, str(REPO / "train.py"), *_train(world, root, root=good_root)],
-        cwd=REPO,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    trained = run_entry_point("train.py", _train(world, root, root=good_root), timeout=300)
     assert trained.returncode == 0, trained.stderr[-3000:]
     state = torch.load(
         world.good_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
@@ -432,7 +425,7 @@ CASES: list[Case] = [
         T,
         lambda w, ws: _train(w, ws),
         (r"no space left on the device", r"train_config\.yaml", r"free some space"),
-        command=lambda w, ws: [PYTHON, "-c", FSYNC_ENOSPC, str(REPO / "train.py"), *_train(w, ws)],
+        wrapper=FSYNC_ENOSPC,
     ),
     Case(
         "disk-full-tmpfs",
@@ -603,15 +596,12 @@ def _run_case(case: Case, world: World, ws: Path) -> Outcome:
         if case.prepare is not None:
             case.prepare(world, ws)
         before = tree_digest(ws)
-        command = (
-            case.command(world, ws)
-            if case.command
-            else [PYTHON, str(REPO / case.prog), *case.args(world, ws)]
-        )
+        args = case.args(world, ws)
         start = time.monotonic()
-        result = subprocess.run(
-            command, cwd=ws, env=environment(), capture_output=True, text=True, timeout=300
-        )
+        if case.wrapper is None:
+            result = run_entry_point(case.prog, args, cwd=ws, timeout=300)
+        else:
+            result = run_python(case.wrapper, [str(REPO / case.prog), *args], cwd=ws, timeout=300)
         seconds = time.monotonic() - start
         after = tree_digest(ws)
         return Outcome(
@@ -649,10 +639,9 @@ def _run_sweep_with_rejected_training(world: World, ws: Path) -> Outcome | None:
         "0",
     ]
     start = time.monotonic()
-    result = subprocess.run(
+    result = run_entry_point(
+        "sweep.py",
         [
-            PYTHON,
-            str(REPO / "sweep.py"),
             f"experiment={EXPERIMENT}",
             f"seed={SEED}",
             f"checkpoint_root={ws / 'run'}",
@@ -660,9 +649,6 @@ def _run_sweep_with_rejected_training(world: World, ws: Path) -> Outcome | None:
             *train_args,
         ],
         cwd=ws,
-        env=environment(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     return Outcome(

@@ -9,14 +9,13 @@ import errno
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
+from entrypoints import run_entry_point
 
 import checkpoints
 import eval_paper
@@ -227,10 +226,9 @@ def test_bad_runs_are_skipped_with_one_line_reasons(
 
 def test_a_root_without_runs_exits_2_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = subprocess.run(
-        [sys.executable, str(run_layout.REPO / "eval_paper.py"), "--root", str(tmp_path / "empty"),
-         "--out", str(tmp_path / "results")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    result = run_entry_point(
+        "eval_paper.py", ["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "results")],
+        cwd=tmp_path, timeout=120,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

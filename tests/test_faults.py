@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from entrypoints import PYTHON, REPO, environment, error_line_problems, temporary_files, tree_digest
+from entrypoints import (
+    REPO,
+    error_line_problems,
+    run_entry_point,
+    start_entry_point,
+    start_python,
+    temporary_files,
+    tree_digest,
+)
 
 import experiment_cli
 
@@ -29,12 +37,10 @@ SEED = 3
 EXPERIMENT = "SOT-2048"
 
 
-def train_command(data: Path, root: Path, *extra: str) -> list[str]:
-    """train.py on the debug preset: batches of 8, 2 training batches an epoch (so an epoch is
-    2 steps), validation (1 batch) every epoch, no figures, no progress bar."""
+def train_args(data: Path, root: Path, *extra: str) -> list[str]:
+    """train.py's arguments on the debug preset: batches of 8, 2 training batches an epoch (so an
+    epoch is 2 steps), validation (1 batch) every epoch, no figures, no progress bar."""
     return [
-        PYTHON,
-        str(REPO / "train.py"),
         "--config",
         str(REPO / "paper-experiments" / f"{EXPERIMENT}.yaml"),
         "--config",
@@ -65,10 +71,9 @@ def checkpoint_epoch(path: Path) -> int | None:
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
 
 
-def start(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=log.open("w")
-    )
+def start(prog: str, args: list[str], log: Path) -> subprocess.Popen:
+    """Start an entry point in the repository, its stdout discarded and its stderr in ``log``."""
+    return start_entry_point(prog, args, stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
 
 def kill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240) -> None:
@@ -116,23 +121,22 @@ def test_kill_9_during_training_then_rerun_equals_an_uninterrupted_run(
     those of an uninterrupted run of the same command, exactly."""
     extra = ("--trainer.max_steps", "12", "--model.optimizer.init_args.lr", "3e-3")
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    uninterrupted = start(train_command(tiny_data_path, whole, *extra), tmp_path / "whole.log")
+    uninterrupted = start(
+        "train.py", train_args(tiny_data_path, whole, *extra), tmp_path / "whole.log"
+    )
     last = run_dir(broken) / "checkpoints" / "last.ckpt"
     try:
-        first = start(train_command(tiny_data_path, broken, *extra), tmp_path / "first.log")
+        first = start(
+            "train.py", train_args(tiny_data_path, broken, *extra), tmp_path / "first.log"
+        )
         kill_when(first, lambda: (checkpoint_epoch(last) or 0) >= 1)
         epoch_at_first_kill = checkpoint_epoch(last)
-        second = start(train_command(tiny_data_path, broken, *extra), tmp_path / "second.log")
+        second = start(
+            "train.py", train_args(tiny_data_path, broken, *extra), tmp_path / "second.log"
+        )
         kill_when(second, lambda: (checkpoint_epoch(last) or 0) >= 3)
         assert checkpoint_epoch(last) > epoch_at_first_kill  # the resumed run went on
-        final = subprocess.run(
-            train_command(tiny_data_path, broken, *extra),
-            cwd=REPO,
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        final = run_entry_point("train.py", train_args(tiny_data_path, broken, *extra), timeout=300)
         assert final.returncode == 0, final.stderr[-2000:]
     finally:
         assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.log").read_text()[-2000:]
@@ -166,7 +170,7 @@ def test_kill_9_during_training_then_rerun_equals_an_uninterrupted_run(
 def test_trainer_writes_checkpoints_through_atomic_io(tiny_data_path: Path, tmp_path: Path) -> None:
     from training_callbacks import AtomicCheckpointIO, EpochEndCheckpoint
 
-    cli = experiment_cli.build_cli(train_command(tiny_data_path, tmp_path)[2:])
+    cli = experiment_cli.build_cli(train_args(tiny_data_path, tmp_path))
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert isinstance(cli.trainer.checkpoint_callback, EpochEndCheckpoint)
     assert cli.trainer.checkpoint_callback.save_last
@@ -211,13 +215,7 @@ def test_a_kill_at_any_moment_of_checkpoint_writes_leaves_a_whole_checkpoint(
     time the checkpoint loads and is one whole save. A frozen moment with a temporary file
     beside it (a save in progress) must occur, or the test proved nothing."""
     path = tmp_path / "last.ckpt"
-    writer = subprocess.Popen(
-        [PYTHON, "-c", REWRITER, str(path)],
-        cwd=REPO,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    writer = start_python(REWRITER, [str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "1"  # imports done, one save completed
         mid_write = 0
@@ -272,14 +270,9 @@ def test_nonfinite_losses_are_skipped_and_counted(tiny_data_path: Path, tmp_path
     """NaN loss on training calls 1, 4, 7 (of 8): those steps are skipped (no optimizer step),
     counted, and training reaches max_steps 6 with finite weights."""
     config = _loss_config(tmp_path, first_bad_call=1, every=3, kind="loss", max_nonfinite_steps=100)
-    result = subprocess.run(
-        train_command(
-            tiny_data_path, tmp_path, "--config", str(config), "--trainer.max_steps", "6"
-        ),
-        cwd=REPO,
-        env=environment(),
-        capture_output=True,
-        text=True,
+    result = run_entry_point(
+        "train.py",
+        train_args(tiny_data_path, tmp_path, "--config", str(config), "--trainer.max_steps", "6"),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -300,14 +293,9 @@ def test_nonfinite_gradients_past_the_limit_stop_with_one_line_and_keep_the_last
     config = _loss_config(
         tmp_path, first_bad_call=2, every=1, kind="gradient", max_nonfinite_steps=1
     )
-    result = subprocess.run(
-        train_command(
-            tiny_data_path, tmp_path, "--config", str(config), "--trainer.max_steps", "6"
-        ),
-        cwd=REPO,
-        env=environment(),
-        capture_output=True,
-        text=True,
+    result = run_entry_point(
+        "train.py",
+        train_args(tiny_data_path, tmp_path, "--config", str(config), "--trainer.max_steps", "6"),
         timeout=300,
     )
     assert result.returncode == 2
@@ -339,13 +327,8 @@ def test_kill_9_during_eval_paper_then_rerun_finishes_from_its_cache(
     if not (REPO / "eval_paper.py").is_file():
         pytest.skip("eval_paper.py does not exist yet")
     root = tmp_path / "checkpoints"
-    trained = subprocess.run(
-        train_command(tiny_data_path, root, "--trainer.max_steps", "2"),
-        cwd=REPO,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    trained = run_entry_point(
+        "train.py", train_args(tiny_data_path, root, "--trainer.max_steps", "2"), timeout=300
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     first = run_dir(root)
@@ -356,9 +339,7 @@ def test_kill_9_during_eval_paper_then_rerun_finishes_from_its_cache(
     (second / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     out = tmp_path / "results"
-    command = [
-        PYTHON,
-        str(REPO / "eval_paper.py"),
+    eval_args = [
         "--root",
         str(root),
         "--out",
@@ -368,14 +349,12 @@ def test_kill_9_during_eval_paper_then_rerun_finishes_from_its_cache(
         "cpu",
     ]
     cache = out / "cache"
-    process = start(command, tmp_path / "eval.log")
+    process = start("eval_paper.py", eval_args, tmp_path / "eval.log")
     kill_when(process, lambda: cache.is_dir() and any(cache.glob("*.json")))
     cached = tree_digest(cache)
     assert len(cached) == 1 and not (out / "runs.csv").exists()
 
-    rerun = subprocess.run(
-        command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300
-    )
+    rerun = run_entry_point("eval_paper.py", eval_args, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "1 run(s) evaluated, 1 from the cache, 0 skipped" in rerun.stderr
     after = tree_digest(cache)
@@ -399,7 +378,7 @@ def test_two_trainings_on_a_missing_data_file_generate_it_once(tmp_path: Path) -
     data = tmp_path / "data" / "40_1950_4096_04_1_400_8_1_harmonic.pth"  # about 1 s to generate
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     processes = [
-        start(train_command(data, tmp_path / name, "--trainer.fast_dev_run", "1"), log)
+        start("train.py", train_args(data, tmp_path / name, "--trainer.fast_dev_run", "1"), log)
         for name, log in zip(("a", "b"), logs)
     ]
     assert [p.wait(timeout=300) for p in processes] == [0, 0], [

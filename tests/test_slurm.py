@@ -19,12 +19,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from entrypoints import run_entry_point, start_entry_point
 
 import sweep
 
@@ -81,10 +81,6 @@ def _jobs(env: dict[str, str]) -> dict[str, str]:
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
-def _sweep_command(*argv: str) -> list[str]:
-    return [sys.executable, str(REPO / "sweep.py"), *argv]
-
-
 def _wait(
     condition: Callable[[], bool], what: str, timeout_s: float, logs: Path | None = None
 ) -> None:
@@ -116,7 +112,7 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
     cluster: dict[str, str], cancel_leftovers: None, tiny_data_path: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "ck"
-    argv = _sweep_command(
+    argv = [  # sweep.py's arguments
         "experiment=SOT-2048,MSS-Lin",
         "seed=1,2",
         f"checkpoint_root={root}",
@@ -131,22 +127,12 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
         "2",
         "--trainer.enable_progress_bar",
         "false",
-    )
+    ]
     env = {**cluster, "WANDB_MODE": "disabled"}
-    planned = subprocess.run(
-        [*argv[:2], "--dry-run", *argv[2:]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    planned = run_entry_point("sweep.py", ["--dry-run", *argv], cwd=tmp_path, env=env, timeout=120)
     assert planned.returncode == 0, planned.stderr
     before = _jobs(cluster)
-    result = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
+    result = run_entry_point("sweep.py", argv, cwd=tmp_path, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     # the dry run printed the very script that went to sbatch
@@ -168,22 +154,11 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
 
     # eval_paper.py builds the table from these checkpoints, and its numbers are the runs' own
     out = tmp_path / "results"
-    evaluation = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "eval_paper.py"),
-            "--root",
-            str(root),
-            "--out",
-            str(out),
-            "--no-baseline",
-            "--device",
-            "cpu",
-        ],
+    evaluation = run_entry_point(
+        "eval_paper.py",
+        ["--root", str(root), "--out", str(out), "--no-baseline", "--device", "cpu"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
@@ -198,9 +173,7 @@ def test_sweep_through_sbatch_completes_evaluates_and_is_not_resubmitted(
 
     # the same sweep again: every run is done, nothing reaches sbatch
     jobs = _jobs(cluster)
-    again = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    again = run_entry_point("sweep.py", argv, cwd=tmp_path, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "nothing to launch: the 4 runs are done" in again.stdout
     assert _jobs(cluster) == jobs
@@ -237,7 +210,7 @@ def test_requeued_job_resumes_its_steps_and_wandb_run(
         30,
         2,
     )  # debug.yaml: 2 batches an epoch; last.ckpt at each epoch's end
-    argv = _sweep_command(
+    argv = [  # sweep.py's arguments
         "experiment=SOT-2048",
         "seed=5",
         f"checkpoint_root={root}",
@@ -253,12 +226,13 @@ def test_requeued_job_resumes_its_steps_and_wandb_run(
         str(max_steps),
         "--trainer.enable_progress_bar",
         "false",
-    )
+    ]
     run_dir = sweep.run_directory(root, "SOT-2048", 5)
     last = run_dir / "checkpoints" / "last.ckpt"
     logs = tmp_path / "multirun"
     before = set(_jobs(cluster))
-    client = subprocess.Popen(
+    client = start_entry_point(
+        "sweep.py",
         argv,
         cwd=tmp_path,
         env={**cluster, "WANDB_MODE": "offline"},

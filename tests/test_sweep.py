@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from entrypoints import run_entry_point
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -36,16 +37,7 @@ DEBUG = str(REPO / "paper-experiments" / "presets" / "debug.yaml")
 
 
 def _sweep(cwd: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "sweep.py"), *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_entry_point("sweep.py", argv, cwd=cwd, timeout=timeout)
 
 
 def _planned(result: subprocess.CompletedProcess[str]) -> list[list[str]]:

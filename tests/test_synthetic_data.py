@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
+from entrypoints import run_entry_point
 
 import synthetic_data as sd
 from data_files import SPLITS, DataFormatError, load_dataset, save_dataset
@@ -511,11 +509,10 @@ def test_two_processes_generate_one_file(tmp_path: Path) -> None:
 
 def test_cli_writes_file(tmp_path: Path) -> None:
     out = tmp_path / "cli.pth"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "synthetic_data.py"), "--n-examples", "40", "--n-samples",
-         "512", "--seed", "3", "--out", str(out)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    proc = run_entry_point(
+        "synthetic_data.py",
+        ["--n-examples", "40", "--n-samples", "512", "--seed", "3", "--out", str(out)],
+        cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1 and str(out) in proc.stdout
