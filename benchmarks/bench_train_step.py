@@ -6,6 +6,8 @@ loss, backward, Adam, logging, progress bar). Right after each, a copy of the en
 own forward + backward + Adam step on the same CQT frames, timed alone. The ratio of the medians
 is what everything beyond the network costs (PAPER.md measured 1.78 on the authors' code).
 The time between batches (the DataLoader's `next`) is reported as the data share of a step.
+The encoder step's achieved GFLOP/s (FLOPs counted as in benchmarks/_rates.py) is printed beside
+the float32 and bfloat16 2048^3 matmul rates, measured in the same run after training.
 
     python benchmarks/bench_train_step.py [--steps 30] [--experiment SOT-2048] [--batch-size 64]
 """
@@ -26,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lightning.pytorch import Callback
+
+from benchmarks._rates import encoder_step, encoder_step_flops, matmul_rates, share
 
 
 class AlternatingTimer(Callback):
@@ -53,13 +57,10 @@ class AlternatingTimer(Callback):
             self._optimizer = torch.optim.Adam(self._encoder.parameters(), lr=1e-4, weight_decay=1e-4)
         with torch.no_grad():
             frames = pl_module.compute_features(batch["x"])
-        start = time.perf_counter()
         batch_size, n_frames, n_bins = frames.shape
-        logits, amplitudes = self._encoder(frames.reshape(batch_size * n_frames, n_bins))
-        # a scalar of both heads, so that backward runs through the whole network
-        (logits.logsumexp(-1).mean() + amplitudes.mean()).backward()
-        self._optimizer.step()
-        self._optimizer.zero_grad(set_to_none=True)
+        self.n_frames = batch_size * n_frames
+        start = time.perf_counter()
+        encoder_step(self._encoder, self._optimizer, frames.reshape(self.n_frames, n_bins))
         encoder_only = time.perf_counter() - start
         if trainer.global_step > self.warmup:
             self.whole.append(whole)
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     whole = statistics.median(timer.whole)
     encoder = statistics.median(timer.encoder_only)
     data_time = statistics.median(timer.data) if timer.data else 0.0
+    rates = matmul_rates()
+    encoder_gflops = encoder_step_flops(cli.model.encoder, timer.n_frames) / encoder / 1e9
     row = {
         "experiment": args.experiment,
         "batch": args.batch_size,
@@ -115,12 +118,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "ratio": whole / encoder,
         "data share": data_time / (whole + data_time),
         "threads": torch.get_num_threads(),
+        "encoder GFLOP/s": encoder_gflops,
+        "fp32 matmul GFLOP/s": rates["fp32"],
+        "bf16 matmul GFLOP/s": rates["bf16"],
     }
     print(
         "| experiment | batch | steps | whole step (s) | encoder-only step (s) | ratio | data share |\n"
         "|---|---|---|---|---|---|---|\n"
         f"| {row['experiment']} | {row['batch']} | {row['steps timed']} | {whole:.3f} | {encoder:.3f} "
         f"| **{row['ratio']:.2f}** | {100 * row['data share']:.2f}% |"
+    )
+    print(
+        "\n| encoder step GFLOP/s | fp32 matmul GFLOP/s | share | bf16 matmul GFLOP/s | share |\n"
+        "|---:|---:|---:|---:|---:|\n"
+        f"| {encoder_gflops:.0f} | {rates['fp32']:.0f} | {share(encoder_gflops, rates['fp32'])} "
+        f"| {rates['bf16']:.0f} | {share(encoder_gflops, rates['bf16'])} |"
     )
     return [row]
 
