@@ -161,7 +161,7 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     tested = torch.load(best, map_location="cpu", weights_only=True)["global_step"] if best \
         else trainer.global_step
     results_record = {"checkpoint": Path(best).name if best else None, "global_step": tested,
-                      "trained_steps": trainer.global_step, **results}
+                      **results}
     if trainer.fast_dev_run:
         return results
     write_run_figures(run_dir, cli.config.experiment, int(cli.config.seed_everything), model)
