@@ -79,15 +79,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     steps = 12 if args.quick else args.steps
 
-    import train
-    from synthetic_data import generate_dataset, save_dataset
+    from data_files import save_dataset
+    from experiment_cli import build_cli
+    from synthetic_data import SynthSettings, generate_dataset
 
     timer = AlternatingTimer(args.warmup)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.pth"
         n_train = args.batch_size * 8
-        save_dataset(generate_dataset(n_examples=n_train + 64, split_sizes=(n_train, 32, 32), seed=1), data)
-        cli = train.build_cli([
+        settings = SynthSettings(n_examples=n_train + 64, split_sizes=(n_train, 32, 32), seed=1)
+        save_dataset(generate_dataset(settings), data)
+        cli = build_cli([
             "--config", str(REPO / "paper-experiments" / f"{args.experiment}.yaml"),
             "--data.init_args.data_path", str(data),
             "--data.init_args.batch_size", str(args.batch_size),
