@@ -35,8 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks._rates import (encoder_layer_flops, encoder_step, encoder_step_flops,
-                               matmul_rates, share)
+from benchmarks._rates import (
+    encoder_layer_flops,
+    encoder_step,
+    encoder_step_flops,
+    matmul_rates,
+    share,
+)
 from benchmarks._reference_encoder import ConvReferenceEncoder
 from models.encoder import PESTOEncoder, exp_sigmoid
 
@@ -131,12 +136,16 @@ def build_layers(first: ConvReferenceEncoder, current: PESTOEncoder, cqt: Tensor
         ))
     h, h_rows = _leaf(inputs[-1]), _rows(inputs[-1])
     out_conv, p = current.output_conv, current.dropout.p
+
+    def dropout_rows(t: Tensor) -> Tensor:  # the trunk's mask: rand >= p, scaled by 1 / (1 - p)
+        return t * torch.rand(t.shape).ge_(p).div_(1 - p)
+
     layers.append(Layer(
-        f"dropout + 1x1 conv {out_conv.in_channels}->{out_conv.out_channels} (current: matmul)",
+        f"dropout + 1x1 conv {out_conv.in_channels}->{out_conv.out_channels} "
+        "(first: nn.Dropout; current: rand mask, matmul)",
         flops["output_conv"],
         lambda: first.output_conv(first.dropout(h)),
-        lambda: F.linear(F.dropout(h_rows, p, training=True), _weight_2d(out_conv),
-                         out_conv.bias),
+        lambda: F.linear(dropout_rows(h_rows), _weight_2d(out_conv), out_conv.bias),
         {"first": [h, *params(first.output_conv)], "current": [h_rows, *params(out_conv)]},
     ))
     f_first, f_current = _leaf(features), _leaf(features)
@@ -157,17 +166,17 @@ def build_layers(first: ConvReferenceEncoder, current: PESTOEncoder, cqt: Tensor
         {"first": [f_first, *params(first.amplitude_head)],
          "current": [f_current, *params(current.amplitude_head)]},
     ))
-    trunk_flops = sum(v for k, v in flops.items() if not k.endswith("_head"))
-    trunk_params = [p for name, p in current.named_parameters() if not name.endswith(
-        ("head.weight", "head.bias"))]
-    first_trunk_params = [p for name, p in first.named_parameters() if not name.endswith(
-        ("head.weight", "head.bias"))]
+
+    def trunk_params(model: PESTOEncoder) -> list[Tensor]:
+        return [t for name, t in model.named_parameters()
+                if not name.startswith(("pitch_head.", "amplitude_head."))]
+
     layers.append(Layer(
         "features(): LayerNorm ... last 1x1 conv, whole (current: one fused, chunked node)",
-        trunk_flops,
+        sum(v for name, v in flops.items() if not name.endswith("_head")),
         lambda: first.features(cqt),
         lambda: current.features(cqt),
-        {"first": first_trunk_params, "current": trunk_params},
+        {"first": trunk_params(first), "current": trunk_params(current)},
     ))
     return layers
 
@@ -183,6 +192,7 @@ def time_layer(run: Callable[[], Tensor], leaves: list[Tensor], grad: Tensor) ->
 
 def time_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cqt: Tensor,
               autocast: bool) -> float:
+    """Seconds of one encoder step (benchmarks._rates.encoder_step), bf16 autocast or not."""
     start = time.perf_counter()
     encoder_step(model, optimizer, cqt, torch.bfloat16 if autocast else None)
     return time.perf_counter() - start
@@ -225,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run(n_frames: int, layer_repeats: int, step_repeats: int, rounds: int) -> dict:
+    """Time the layers (layer_repeats rounds), then rounds x step_repeats steps of each model and
+    dtype with the matmul rates after each round; print the tables."""
     threads = torch.get_num_threads()
     torch.manual_seed(0)
     current = PESTOEncoder()

@@ -398,7 +398,8 @@ class PESTOEncoder(nn.Module):
         dropout_scale = None
         if p > 0.0:
             shape = (x.shape[0], self.pointwise_convs[-1].out_channels, self.n_bins_in)
-            dropout_scale = torch.rand(shape, dtype=x.dtype, device=x.device).ge_(p).div_(1 - p)
+            keep = torch.rand(shape, dtype=x.dtype, device=x.device).ge_(p)
+            dropout_scale = keep.mul_(1.0 / (1.0 - p) if p < 1.0 else 0.0)
         convs = [self.input_conv, *self.prefilter_convs, *self.pointwise_convs, self.output_conv]
         params = [t for conv in convs for t in (conv.weight, conv.bias)]
         config = _TrunkConfig(self.leaky_relu_slope, self.residual, len(self.prefilter_convs),

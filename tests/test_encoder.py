@@ -6,7 +6,6 @@ Shapes: N frames, Q = 285 CQT bins, Q_out = 285 pitch logits, K = 20 harmonic am
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 
 import numpy as np
