@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_finite", "check_int"]
+__all__ = ["check_finite", "check_int", "check_positive"]
 
 
 def check_int(value: object, name: str, minimum: int = 1) -> int:
@@ -21,4 +21,11 @@ def check_finite(value: object, name: str) -> float:
     """``value`` as a float; ValueError unless it is a finite real number (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive(value: object, name: str) -> float:
+    """``value`` as a float; ValueError unless it is a real number > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
     return float(value)

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from atomic_files import atomic_write_text
+from checks import check_int
 from command_line import OneLineArgumentParser, UserError, run_cli_main
 from data_files import save_dataset
 
@@ -160,8 +161,7 @@ def plan_notes(
         )
     if not velocities or any(isinstance(v, bool) or not 1 <= v <= 127 for v in velocities):
         raise ValueError(f"velocities must be integers in 1..127, got {list(velocities)}")
-    if isinstance(note_step, bool) or not isinstance(note_step, int) or note_step < 1:
-        raise ValueError(f"note_step must be a positive integer (semitones), got {note_step!r}")
+    check_int(note_step, "note_step")
     notes = []
     for family in dict.fromkeys(families):
         for instrument in (i for i in INSTRUMENTS if i.family == family):
@@ -329,8 +329,7 @@ def render_excerpts(
     ``jobs`` consecutive parts rendered by concurrent FluidSynth processes; each note sounds
     alone, so the result does not depend on ``jobs``.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    check_int(jobs, "jobs")
     if not notes:
         return np.zeros((0, n_samples), dtype=np.float32)
     excerpt_ms = 1000.0 * n_samples / sample_rate
@@ -392,8 +391,7 @@ def render_dataset(
         raise ValueError(
             f"sample_rate must be within 8000..96000 Hz (FluidSynth's range), got {sample_rate}"
         )
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    check_int(n_samples, "n_samples")
     if not offset_ms >= 0:
         raise ValueError(f"offset_ms must be >= 0 (ms after the note-on), got {offset_ms!r}")
     if not notes:

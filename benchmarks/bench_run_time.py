@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path,
                         default=REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="100 steps (two validations)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps = 100
 
     if args.processes == 1:
         results = [measure(args)]

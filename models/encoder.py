@@ -20,8 +20,7 @@ chunk. The Toeplitz head is one matmul by the Toeplitz matrix gathered from its 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -29,11 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from checks import check_int
+
 __all__ = [
     "PESTOEncoder",
     "ToeplitzLinear",
     "exp_sigmoid",
-    "load_original_encoder_state",
     "toeplitz_linear",
 ]
 
@@ -305,11 +305,6 @@ class _Trunk(torch.autograd.Function):
         return (grad_x, None, None, *grad_params)
 
 
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 class PESTOEncoder(nn.Module):
     """Frame encoder of the paper (PESTO-style), see the module docstring.
 
@@ -341,19 +336,19 @@ class PESTOEncoder(nn.Module):
         n_bins_out: int | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(n_bins_in, "n_bins_in")
+        check_int(n_bins_in, "n_bins_in")
         if n_bins_out is not None:
-            _check_positive_int(n_bins_out, "n_bins_out")
-        _check_positive_int(n_harmonics, "n_harmonics")
+            check_int(n_bins_out, "n_bins_out")
+        check_int(n_harmonics, "n_harmonics")
         channels = tuple(channels)
         if len(channels) != 5:
             raise ValueError(f"channels must have 5 entries (c0, c1, c2, c3, c4), got {channels!r}")
         for c in channels:
-            _check_positive_int(c, "channels entries")
+            check_int(c, "channels entries")
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
                 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size!r}")
-        _check_positive_int(n_prefilter_layers, "n_prefilter_layers")
+        check_int(n_prefilter_layers, "n_prefilter_layers")
         if not math.isfinite(leaky_relu_slope):
             raise ValueError(f"leaky_relu_slope must be a finite number, got {leaky_relu_slope!r}")
         if not 0.0 <= dropout < 1.0:
@@ -411,78 +406,3 @@ class PESTOEncoder(nn.Module):
         """cqt_frames (N, Q) CQT magnitudes -> (pitch_logits (N, Q_out), amplitudes (N, K))."""
         h = self.features(cqt_frames)
         return self.pitch_head(h), exp_sigmoid(self.amplitude_head(h))
-
-
-# The authors' encoder state_dict keys -> ours. "{i}" is a prefilter layer index.
-ORIGINAL_KEY_MAP: dict[str, str] = {
-    "layernorm.weight": "input_norm.weight",
-    "layernorm.bias": "input_norm.bias",
-    "conv1.0.weight": "input_conv.weight",
-    "conv1.0.bias": "input_conv.bias",
-    "prefilt_list.{i}.0.weight": "prefilter_convs.{i}.weight",
-    "prefilt_list.{i}.0.bias": "prefilter_convs.{i}.bias",
-    "conv2.0.weight": "pointwise_convs.0.weight",
-    "conv2.0.bias": "pointwise_convs.0.bias",
-    "conv3.0.weight": "pointwise_convs.1.weight",
-    "conv3.0.bias": "pointwise_convs.1.bias",
-    "conv4.0.weight": "pointwise_convs.2.weight",
-    "conv4.0.bias": "pointwise_convs.2.bias",
-    "conv4.3.weight": "output_conv.weight",
-    "conv4.3.bias": "output_conv.bias",
-    "linear.frequency.0.weight": "pitch_head.weight",
-    "linear.weights.0.weight": "amplitude_head.weight",
-    "linear.weights.0.bias": "amplitude_head.bias",
-}
-# Authors' keys with no counterpart here (PESTO's integer pitch-shift buffer, unused by the paper).
-ORIGINAL_DROPPED_KEYS: frozenset[str] = frozenset({"abs_shift"})
-_ORIGINAL_PREFIX = "encoder."
-_PREFILTER_KEY = re.compile(r"prefilt_list\.(\d+)\.0\.(weight|bias)")
-
-
-def load_original_encoder_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Rename the paper authors' encoder state_dict onto :class:`PESTOEncoder`'s names.
-
-    state_dict: the authors' encoder keys (see ``ORIGINAL_KEY_MAP``), either bare
-    (``conv1.0.weight``) or as in their LightningModule (``encoder.conv1.0.weight``; then keys
-    without the ``encoder.`` prefix, e.g. the CQT kernels, are ignored). ``abs_shift`` is dropped.
-    Returns a new dict {our key: the same tensor}, ready for ``load_state_dict(strict=True)``.
-    Raises ValueError (one line) listing unknown or missing keys.
-    """
-    if any(k.startswith(_ORIGINAL_PREFIX) for k in state_dict):
-        items = {k[len(_ORIGINAL_PREFIX):]: v for k, v in state_dict.items()
-                 if k.startswith(_ORIGINAL_PREFIX)}
-    else:
-        items = dict(state_dict)
-
-    prefilter_indices = set()
-    unknown = []
-    for key in items:
-        match = _PREFILTER_KEY.fullmatch(key)
-        if match:
-            prefilter_indices.add(int(match.group(1)))
-        elif key not in ORIGINAL_KEY_MAP and key not in ORIGINAL_DROPPED_KEYS:
-            unknown.append(key)
-
-    n_prefilter = max(prefilter_indices) + 1 if prefilter_indices else 0
-    expected = []
-    for theirs in ORIGINAL_KEY_MAP:
-        if "{i}" in theirs:
-            expected += [theirs.format(i=i) for i in range(n_prefilter)]
-        else:
-            expected.append(theirs)
-    missing = [k for k in expected if k not in items]
-    if unknown or missing:
-        raise ValueError(
-            f"state_dict does not match the authors' PESTO encoder: unknown keys "
-            f"{sorted(unknown)}, missing keys {missing}; pass the 'encoder.*' entries of their "
-            "checkpoint's state_dict"
-        )
-
-    mapped: dict[str, Tensor] = {}
-    for theirs, ours in ORIGINAL_KEY_MAP.items():
-        if "{i}" in theirs:
-            for i in range(n_prefilter):
-                mapped[ours.format(i=i)] = items[theirs.format(i=i)]
-        else:
-            mapped[ours] = items[theirs]
-    return mapped

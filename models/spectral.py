@@ -13,6 +13,8 @@ import torch
 from nnAudio.features import CQT as _NnAudioCQT
 from torch import Tensor, nn
 
+from checks import check_int, check_positive
+
 __all__ = [
     "CQT",
     "STFT",
@@ -34,11 +36,6 @@ _COSINE_WINDOWS: dict[str, tuple[float, ...]] = {
 }
 
 
-def _check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def get_window(name: str, n: int, dtype: torch.dtype | None = None) -> Tensor:
     """Periodic (DFT-even) window of length ``n``, as ``scipy.signal.get_window(name, n)``.
 
@@ -48,7 +45,7 @@ def get_window(name: str, n: int, dtype: torch.dtype | None = None) -> Tensor:
     """
     if name not in _COSINE_WINDOWS:
         raise ValueError(f"window must be one of {sorted(_COSINE_WINDOWS)}, got {name!r}")
-    _check_positive_int(n, "n")
+    check_int(n, "n")
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if n == 1:
         return torch.ones(1, dtype=dtype)
@@ -85,11 +82,10 @@ def cqt_n_bins(sample_rate: int = 16000, fmin: float = 32.7, bins_per_semitone: 
 
     285 at 16 kHz with the defaults.
     """
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    check_positive(sample_rate, "sample_rate")
     if not 0 < fmin < sample_rate / 2:
         raise ValueError(f"fmin must be in (0, sample_rate / 2), got {fmin!r}")
-    _check_positive_int(bins_per_semitone, "bins_per_semitone")
+    check_int(bins_per_semitone, "bins_per_semitone")
     return bins_per_semitone * math.floor(12.0 * math.log2((sample_rate / 2) / fmin))
 
 
@@ -106,8 +102,8 @@ def cqt_frequencies(
     """
     if n_bins is None:
         n_bins = cqt_n_bins(sample_rate, fmin, bins_per_semitone)
-    _check_positive_int(n_bins, "n_bins")
-    _check_positive_int(bins_per_semitone, "bins_per_semitone")
+    check_int(n_bins, "n_bins")
+    check_int(bins_per_semitone, "bins_per_semitone")
     q = torch.arange(n_bins, dtype=torch.float64)
     return fmin * torch.pow(2.0, q / (12 * bins_per_semitone))
 
@@ -131,10 +127,9 @@ class STFT(nn.Module):
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
-        _check_positive_int(n_fft, "n_fft")
-        _check_positive_int(hop_length, "hop_length")
-        if sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        check_int(n_fft, "n_fft")
+        check_int(hop_length, "hop_length")
+        check_positive(sample_rate, "sample_rate")
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.normalized = normalized
@@ -203,7 +198,7 @@ class CQT(nn.Module):
         hop_length: int = 256,
     ) -> None:
         super().__init__()
-        _check_positive_int(hop_length, "hop_length")
+        check_int(hop_length, "hop_length")
         if n_bins is None:
             n_bins = cqt_n_bins(sample_rate, fmin, bins_per_semitone)
         freqs = cqt_frequencies(sample_rate, fmin, bins_per_semitone, n_bins)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from checks import check_int, check_positive
 from models.native import kernels as _native_kernels  # the C kernels, or None
 
 __all__ = [
@@ -38,8 +39,7 @@ def _periodic_hann(n: int, dtype: torch.dtype, device: torch.device | None = Non
 def _check_frames(x: Tensor, n_samples: int, name: str) -> None:
     if x.ndim != 3:
         raise ValueError(f"{name} must have shape (B, T, C), got {tuple(x.shape)}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    check_int(n_samples, "n_samples")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one frame, got T = 0")
 
@@ -90,8 +90,7 @@ def remove_above_nyquist(amplitudes: Tensor, frequencies: Tensor, sample_rate: f
     amplitudes and frequencies (Hz) broadcast against each other, e.g. (B, N, K) each.
     Returns amplitudes where frequencies < sample_rate / 2, else 0 (broadcast shape).
     """
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    check_positive(sample_rate, "sample_rate")
     return torch.where(frequencies >= sample_rate / 2.0, 0.0, amplitudes)
 
 
@@ -241,8 +240,7 @@ def roll_off_magnitudes(
     """
     if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
         raise ValueError(f"n_roll_off_bands must be an integer >= 2, got {n_bands!r}")
-    if not roll_off_hz > 0:
-        raise ValueError(f"roll_off_hz must be positive, got {roll_off_hz!r}")
+    check_positive(roll_off_hz, "roll_off_hz")
     freqs = torch.linspace(0.0, sample_rate / 2.0, n_bands, dtype=torch.float64)
     octaves = torch.log2(torch.clamp(freqs, min=roll_off_hz) / roll_off_hz)
     a0 = 10.0 ** (ROLL_OFF_DB_PER_OCTAVE / 20.0)
@@ -336,10 +334,8 @@ class HarmonicSynth(nn.Module):
                 "reinstall with a C compiler present (pip install -e .) or use backend='torch'"
             )
         self.backend = backend
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        check_int(n_samples, "n_samples")
+        check_positive(sample_rate, "sample_rate")
         self.n_samples = n_samples
         self.sample_rate = sample_rate
         self.roll_off = roll_off

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import models.encoder as encoder_module
-from models.encoder import PESTOEncoder, load_original_encoder_state
+from models.encoder import PESTOEncoder
+from original_format import load_original_encoder_state
 
 # The authors' encoder state_dict (SOT-2048 checkpoint), key -> shape, as listed in
 # /work/shared/fixtures/original-run/state_dict_keys.txt.
