@@ -465,11 +465,7 @@ class SpectralOTLoss(nn.Module):
 
     def spectrum(self, audio: Tensor) -> Tensor:
         """Frame spectra (B, frames, F), bins in position order: power |X|^2 or magnitude |X|."""
-        spec = self.stft.complex_spectrum(audio)
-        if self.power:
-            spec = torch.view_as_real(spec).square().sum(-1)
-        else:
-            spec = spec.abs()
+        spec = self.stft.magnitude(audio, power=self.power)
         return spec.index_select(-1, self.order) if self.reorders_bins else spec
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:

@@ -182,3 +182,37 @@ def test_cqt_and_stft_on_cuda(cqt: CQT) -> None:
 def test_cqt_rejects_bins_above_nyquist() -> None:
     with pytest.raises(ValueError, match="n_bins"):
         CQT(n_bins=300)
+
+
+@pytest.mark.parametrize("power", [False, True])
+@pytest.mark.parametrize(("n_fft", "hop"), [(2048, 256), (64, 16), (101, 30)])
+def test_stft_magnitude_gradient_equals_autograd_through_torch_stft(
+    n_fft: int, hop: int, power: bool
+) -> None:
+    """STFT.magnitude's backward (one inverse real FFT + overlap-add) against autograd through
+    torch.stft and complex abs, float64: hop dividing n_fft or not, odd n_fft, |X| and |X|^2."""
+    stft = STFT(n_fft, hop, window="flattop" if power else "hann").double()
+    gen = torch.Generator().manual_seed(n_fft)
+    audio = torch.randn(3, 4096, generator=gen, dtype=torch.float64)
+    upstream = torch.randn(3, stft.n_frames(4096), n_fft // 2 + 1, generator=gen,
+                           dtype=torch.float64)
+    ours_in = audio.clone().requires_grad_()
+    ours = stft.magnitude(ours_in, power=power)
+    (ours_grad,) = torch.autograd.grad((ours * upstream).sum(), ours_in)
+    ref_in = audio.clone().requires_grad_()
+    ref = stft.complex_spectrum(ref_in).abs()
+    ref = ref.square() if power else ref
+    (ref_grad,) = torch.autograd.grad((ref * upstream).sum(), ref_in)
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours_grad, ref_grad, rtol=0, atol=1e-12 * float(ref_grad.abs().max()))
+
+
+@pytest.mark.parametrize("power", [False, True])
+def test_stft_magnitude_gradcheck_and_silence(power: bool) -> None:
+    stft = STFT(15, 4).double()
+    audio = torch.randn(2, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a: stft.magnitude(a, power=power),
+                                    (audio.requires_grad_(),))
+    silence = torch.zeros(1, 64, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(stft.magnitude(silence, power=power).sum(), silence)
+    assert torch.equal(grad, torch.zeros_like(grad))
