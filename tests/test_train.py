@@ -55,6 +55,19 @@ def test_the_paper_recipe_is_25000_steps_unshuffled(tiny_data_path: Path, tmp_pa
     assert roll.model.synth.roll_off and not roll.model.synth.roll_off_zero_delay
 
 
+def test_configs_written_before_the_data_module_moved_still_load(
+    tiny_data_path: Path, tmp_path: Path
+) -> None:
+    """Configs (and checkpoints) name ``synthetic_data.PreloadedSinusoidDataModule``, the data
+    module's class path before it moved to datamodule.py: it resolves to the same class."""
+    from datamodule import PreloadedSinusoidDataModule
+
+    cli = experiment_cli.build_cli(_args("SOT-2048", tiny_data_path, tmp_path, "--data",
+                                         "synthetic_data.PreloadedSinusoidDataModule",
+                                         "--data.init_args.data_path", str(tiny_data_path)))
+    assert type(cli.datamodule) is PreloadedSinusoidDataModule
+
+
 def test_wandb_offline_run_prints_no_needless_warnings(
     tiny_data_path: Path, tmp_path: Path, monkeypatch, capfd
 ) -> None:
