@@ -94,7 +94,7 @@ def curves_figure(runs: dict[str, list[dict]], title: str = "") -> Figure:
         if log_scale:
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
-        if len(runs) > 1:
+        if len(runs) > 1 and axis.get_lines():
             axis.legend(fontsize=8)
     if title:
         figure.suptitle(title)
