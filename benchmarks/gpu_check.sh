@@ -10,14 +10,16 @@
 #   bash benchmarks/gpu_check.sh --smoke   # the same plumbing on the CPU, tiny (tests/ runs it)
 #
 # On a lent machine whose image lacks this project's packages, carry the wheels that
-# benchmarks/gpu_wheels.sh downloads here (.whl/); they are installed to /tmp/site first.
+# benchmarks/gpu_wheels.sh downloads here (.whl/); they are installed to /tmp/site first
+# (only when the packages are missing).
 # Results: printed, and under ${OUT:-gpu-check}/ as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 RESULTS=${OUT:-gpu-check}
 mkdir -p "$RESULTS"
-if compgen -G ".whl/*.whl" > /dev/null; then
+if ! "$PYTHON" -c "import jsonargparse, nnAudio, mir_eval, ot, omegaconf" 2> /dev/null \
+        && compgen -G ".whl/*.whl" > /dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
