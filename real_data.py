@@ -262,7 +262,7 @@ def ensure_renderer(
     return str(shutil.which("fluidsynth"))
 
 
-def _fluidsynth(
+def render_midi(
     fluidsynth: str, soundfont: Path, midi: Path, wav: Path, sample_rate: int
 ) -> np.ndarray:
     """Render ``midi`` to mono float32 (n,) at ``sample_rate``: gain 1, no reverb or chorus."""
@@ -340,7 +340,7 @@ def render_excerpts(
         def render_part(k: int) -> None:
             midi, wav = Path(tmp) / f"part{k}.mid", Path(tmp) / f"part{k}.wav"
             onsets = write_midi([notes[i] for i in parts[k]], midi, offset_ms, excerpt_ms)
-            audio = _fluidsynth(fluidsynth, Path(soundfont), midi, wav, sample_rate)
+            audio = render_midi(fluidsynth, Path(soundfont), midi, wav, sample_rate)
             for i, onset in zip(parts[k], onsets):
                 start = _sounding_from(audio, onset, sample_rate) + round(
                     offset_ms * sample_rate / 1000.0
