@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BENCHMARKS = ("bench_sot", "bench_encoder", "bench_train_step", "bench_run_time", "bench_data",
-              "bench_memory")
+BENCHMARKS = ("bench_sot", "bench_encoder", "bench_synth_stft", "bench_train_step",
+              "bench_run_time", "bench_data", "bench_memory")
 
 
 def main(argv: list[str] | None = None) -> None:
