@@ -44,10 +44,29 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM: run the same command again to resume
 
 __all__ = [
-    "BASE_CONFIG", "BEST_CHECKPOINT_GLOB", "BEST_CHECKPOINT_TEMPLATE", "CHECKPOINT_DIR",
-    "CONFIG_FILE", "CONFIG_KEY", "CURVES_FIGURE", "CURVES_FILE", "TEST_F0_FIGURE", "DONE_MARKER", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
-    "EXIT_TERMINATED", "EXIT_USER_ERROR", "EXPERIMENTS_DIR", "LAST_CHECKPOINT", "LOGS_DIR", "REPO",
-    "TEST_METRICS_FILE", "WANDB_ID_FILE", "experiment_config", "known_experiments",
+    "BASE_CONFIG",
+    "BEST_CHECKPOINT_GLOB",
+    "BEST_CHECKPOINT_TEMPLATE",
+    "CHECKPOINT_DIR",
+    "CONFIG_FILE",
+    "CONFIG_KEY",
+    "CURVES_FIGURE",
+    "CURVES_FILE",
+    "DONE_MARKER",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USER_ERROR",
+    "EXPERIMENTS_DIR",
+    "LAST_CHECKPOINT",
+    "LOGS_DIR",
+    "REPO",
+    "TEST_F0_FIGURE",
+    "TEST_METRICS_FILE",
+    "WANDB_ID_FILE",
+    "experiment_config",
+    "known_experiments",
     "run_directory",
 ]
 

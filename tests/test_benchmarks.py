@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from entrypoints import REPO, environment
 
 sys.path.insert(0, str(REPO / "benchmarks"))

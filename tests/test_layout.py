@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from entrypoints import REPO, run_python
 
 # Lowest first. A module may import its own layer and the layers below, never one above.
