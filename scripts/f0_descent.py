@@ -11,7 +11,8 @@ as the data set is) are fitted from starting points an offset of -2..+2 octaves 
 - the f0 parameter is the MIDI number, one per signal, constant over the 16 control frames;
   Adam (lr ``--lr`` semitones) on the experiment's loss; ``--steps`` steps;
 - "true amplitudes": the prediction has the target's harmonic amplitudes (20 slots, the
-  target's 8 and zeros), only f0 moves;
+  target's 8, scaled as the target was scaled to its peak of 0.9, and zeros), so that at the
+  true f0 it equals the target; only f0 moves;
 - "learned amplitudes": the 20 amplitudes are learned too (exp-sigmoid of logits, as the
   encoder's head, starting from 0.4 each; Adam lr ``--amplitude-lr``).
 
@@ -106,10 +107,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             rendered = model.synth.__class__(n_samples=N_SAMPLES)(  # the data set's renderer
                 amps_batch[:, None, :8].expand(-1, N_FRAMES, 8).contiguous(),
                 f0_batch[:, None, None].expand(-1, N_FRAMES, 1).contiguous())
-            target_audio = 0.9 * rendered / rendered.abs().amax(-1, keepdim=True)
+            scale = 0.9 / rendered.abs().amax(-1, keepdim=True)  # (B, 1), as the data set's peak
+            target_audio = rendered * scale
+        true_amps = amps_batch * scale
         for mode in MODES:
             progress.set_postfix_str(f"{experiment}, {mode}")
-            final = fit(model, target_audio, amps_batch, start_midi, mode == MODES[1],
+            final = fit(model, target_audio, true_amps, start_midi, mode == MODES[1],
                         args.steps, args.lr, args.amplitude_lr)
             cents = (1200 * torch.log2(final / f0_batch)).abs().reshape(args.targets, n_offsets)
             for j, offset in enumerate(OFFSETS_OCTAVES):
