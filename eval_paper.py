@@ -631,6 +631,10 @@ def table_notes(evaluation: Evaluation) -> list[str]:
             "f0 searched between the first and last CQT bin frequencies, every frame scored as "
             f"voiced (pYIN's unvoiced frames keep their best f0 guess). Audio metrics: {DASH}."
         )
+    steps = [f"{r['run']} at step {r['global_step']:,}" for r in rows
+             if r["source"] == SOURCE_OURS and r["global_step"] is not None]
+    if steps:
+        notes.append("Checkpoints evaluated: " + ", ".join(steps) + ".")
     unfinished = [f"{r['experiment']}/{r['run']}" for r in rows if r["finished"] is False]
     if unfinished:
         notes.append("Training not finished (no `done` marker) for: " + ", ".join(unfinished) + ".")

@@ -32,7 +32,6 @@ from plotting import draw_f0_scatter  # noqa: E402
 from run_layout import (  # noqa: E402
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
-    DONE_MARKER,
     EXPERIMENTS_DIR,
     LAST_CHECKPOINT,
 )
@@ -44,7 +43,8 @@ REFERENCE_ROOT = REPO / "reference-runs"
 WHAT_EACH_SHOWS = """\
 What each table can show:
 - the reference table: the paper's budget (25,000 steps at batch 64, lr 1e-4) for one seed;
-  whether SOT finds f0 where MSS does not, as far as one seed of each can say;
+  whether SOT finds f0 where MSS does not, as far as one seed of each can say (while a run
+  still trains, its best checkpoint so far: the table's notes give each run's step);
 - the live run: 640 CPU steps at lr 1e-3, batch 16, a few minutes; it shows the mechanism only
   (SOT's predictions follow the true pitch, MSS's collapse), and it is chaotic: a change at the
   level of rounding, another CPU, or another seed moves its numbers (docs/RESULTS.md)."""
@@ -83,11 +83,12 @@ def _f0_figure(models: dict[str, torch.nn.Module], datamodule, out: Path) -> Non
 
 
 def reference_table(out: Path) -> bool:
-    """Evaluate the shipped reference runs (no baseline row); False when there are none."""
-    finished = sorted(REFERENCE_ROOT.glob(f"*/*/{DONE_MARKER}"))
+    """Evaluate the shipped reference runs (no baseline row), finished or still training (the
+    table's notes say which, and at which step); False when there are none."""
+    runs = sorted(REFERENCE_ROOT.glob(f"*/*/{CHECKPOINT_DIR}/{BEST_CHECKPOINT_GLOB}"))
     print("\n=== the reference runs (reference-runs/, the paper's budget) ===", flush=True)
-    if not finished:
-        print("this checkout holds no finished reference run (reference-runs/*/*/done)")
+    if not runs:
+        print("this checkout holds no reference run with a best checkpoint yet")
         return False
     eval_paper.main(["--root", str(REFERENCE_ROOT), "--out", str(out / "reference"),
                      "--device", "cpu", "--no-baseline"])
