@@ -95,6 +95,10 @@ def test_table_has_one_row_per_experiment_with_its_seed_count(evaluated: Path) -
                   "| n |"):
         assert title in header
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 4  # header + 3 rows
+    steps_note = next(line for line in markdown.splitlines() if "Checkpoints evaluated:" in line)
+    for row in runs:
+        if row["source"] == "ours":
+            assert f"{row['run']} at step {int(row['global_step']):,}" in steps_note
     assert "\\textbf{" in (evaluated / "table.tex").read_text()
     assert read_csv(evaluated / "skipped.csv") == []
 
