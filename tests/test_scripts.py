@@ -1,0 +1,73 @@
+"""The studies of scripts/: f0_descent.py, sot_frame_shares.py and reference_figures.py, on
+sizes that run in seconds, checked on properties that hold whatever the losses' landscapes are."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+from run_layout import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+import f0_descent  # noqa: E402
+import reference_figures  # noqa: E402
+import sot_frame_shares  # noqa: E402
+
+
+def test_f0_descent_rows_cover_every_loss_mode_and_offset(tmp_path: Path) -> None:
+    """Two Adam steps of lr 0.1 semitone move f0 by at most about 20 cents: every start at the
+    true f0 ends within 50 cents and every start a quarter octave (300 cents) or more away
+    does not, for every loss and both modes."""
+    rows = f0_descent.main(["--steps", "2", "--targets", "2", "--out", str(tmp_path)])
+    assert len(rows) == len(f0_descent.LOSSES) * len(f0_descent.MODES) * len(
+        f0_descent.OFFSETS_OCTAVES)
+    for row in rows:
+        if row["offset_octaves"] == 0.0:
+            assert row["within_50_cents"] == 1.0, row
+            assert row["median_error_cents"] < 25.0, row
+        else:
+            assert row["within_50_cents"] == 0.0, row
+            assert row["median_error_cents"] > 1200 * abs(row["offset_octaves"]) - 25.0, row
+    with open(tmp_path / "f0_descent.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    table = (tmp_path / "f0_descent.md").read_text()
+    assert table.count("| SOT-2048 |") == 2 and "+0.25 oct" in table
+    assert (tmp_path / "f0_descent.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sot_frame_shares_match_pot_and_name_the_partial_frames(capsys) -> None:
+    pytest.importorskip("ot")
+    sot_frame_shares.main([])
+    lines = capsys.readouterr().out.splitlines()
+    assert "7 of 16 frames reach past the signal's end" in lines[0]
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| +") or line.startswith("| -")]
+    assert len(rows) == len(sot_frame_shares.SHIFTS_SEMITONES)
+    for cells in rows:
+        assert float(cells[-1]) < 1e-10  # the no-cutoff frame values against POT, float64
+        for share in (cells[2], cells[5]):
+            assert 0.0 <= float(share.strip(" %")) <= 100.0
+
+
+def test_reference_figures_draw_every_run_of_a_root(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    columns = ["step", "epoch", "split", "train/loss", "val/lsd", "val/rpa",
+               "val/median_cents_error"]
+    for name, lsd in (("A-42", 100.0), ("B-42", 80.0)):
+        directory = root / name.split("-")[0] / name
+        directory.mkdir(parents=True)
+        with open(directory / "curves.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            for step in range(20, 220, 20):
+                writer.writerow({"step": step, "epoch": step // 44, "split": "train",
+                                 "train/loss": 1.0 / step})
+                if step % 100 == 0:
+                    writer.writerow({"step": step, "epoch": step // 44, "split": "val",
+                                     "val/lsd": lsd - step / 100, "val/rpa": 0.1,
+                                     "val/median_cents_error": 300.0})
+    out = reference_figures.main(["--root", str(root), "--out", str(tmp_path / "curves.png")])
+    assert out.read_bytes()[:4] == b"\x89PNG"
