@@ -21,6 +21,7 @@ import logging
 import pickle
 import random
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,14 @@ import yaml
 import original_format
 from command_line import one_line
 from models.autoencoder import HarmonicAutoencoder
-from run_layout import CHECKPOINT_DIR, CONFIG_FILE, CONFIG_KEY, REPO, TEST_METRICS_FILE
+from run_layout import (
+    BEST_CHECKPOINT_GLOB,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    CONFIG_KEY,
+    REPO,
+    TEST_METRICS_FILE,
+)
 
 __all__ = [
     "REFERENCE_RUN",
@@ -186,19 +194,32 @@ def _preserved_rng() -> Iterator[None]:
 
 
 def default_checkpoint() -> Path:
-    """The reference SOT-2048 model: the checkpoint its run tested (``REFERENCE_RUN``).
+    """The reference SOT-2048 model: the checkpoint its run tested (``REFERENCE_RUN``), or, while
+    that run still trains, its best-validation checkpoint so far (with a warning naming its step).
 
-    Raises CheckpointError (one line) when the repository holds no finished reference run.
+    Raises CheckpointError (one line) when the repository holds neither.
     """
     record = REFERENCE_RUN / TEST_METRICS_FILE
     try:
         name = json.loads(record.read_text())["checkpoint"]
     except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    if name is not None:
+        return REFERENCE_RUN / CHECKPOINT_DIR / name
+    best = sorted((REFERENCE_RUN / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB),
+                  key=lambda path: int(path.stem.rsplit("-", 1)[-1]))
+    if not best:
         raise CheckpointError(
-            f"no reference model in this checkout ({record} is missing or unreadable); pass a "
+            f"no reference model in this checkout ({record} is missing or unreadable, and "
+            f"{REFERENCE_RUN / CHECKPOINT_DIR} holds no {BEST_CHECKPOINT_GLOB}); pass a "
             "checkpoint path"
-        ) from None
-    return REFERENCE_RUN / CHECKPOINT_DIR / name
+        )
+    warnings.warn(
+        f"the reference SOT-2048 run is still training: using its best checkpoint so far, "
+        f"{best[-1].name} (step {int(best[-1].stem.rsplit('-', 1)[-1]):,} of 25,000)",
+        stacklevel=2,
+    )
+    return best[-1]
 
 
 def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:

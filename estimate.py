@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,9 +63,13 @@ def load_model(checkpoint: str | Path | None = None, device: str = "cpu") -> Har
     Raises UserError (one line) for a missing file or anything that is not a loadable checkpoint.
     """
     try:
-        path = default_checkpoint() if checkpoint is None else Path(checkpoint)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = default_checkpoint() if checkpoint is None else Path(checkpoint)
     except CheckpointError as err:
         raise UserError(f"{one_line(err)}") from None
+    for warning in caught:
+        print(f"note: {warning.message}", file=sys.stderr)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:

@@ -351,3 +351,22 @@ def test_pyin_baseline_row_tracks_the_clean_tones(evaluated: Path) -> None:
     assert line.startswith("| pYIN (baseline) | – | – | – |")
     png = (evaluated / "rpa_per_seed.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_default_checkpoint_is_the_tested_one_else_the_best_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checkpoints
+
+    run = tmp_path / "SOT-2048-42"
+    monkeypatch.setattr(checkpoints, "REFERENCE_RUN", run)
+    with pytest.raises(checkpoints.CheckpointError, match="no reference model"):
+        checkpoints.default_checkpoint()
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best-lsd-9-440.ckpt", "best-lsd-119-5280.ckpt", "best-lsd-24-1100.ckpt",
+                 "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"still training.*best-lsd-119-5280\.ckpt \(step 5,280"):
+        assert checkpoints.default_checkpoint() == run / "checkpoints" / "best-lsd-119-5280.ckpt"
+    (run / "test_metrics.json").write_text(json.dumps({"checkpoint": "best-lsd-24-1100.ckpt"}))
+    assert checkpoints.default_checkpoint() == run / "checkpoints" / "best-lsd-24-1100.ckpt"

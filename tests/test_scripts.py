@@ -13,9 +13,9 @@ from run_layout import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 
-import f0_descent  # noqa: E402
-import reference_figures  # noqa: E402
-import sot_frame_shares  # noqa: E402
+import f0_descent
+import reference_figures
+import sot_frame_shares
 
 
 def test_f0_descent_rows_cover_every_loss_mode_and_offset(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_sot_frame_shares_match_pot_and_name_the_partial_frames(capsys) -> None:
     sot_frame_shares.main([])
     lines = capsys.readouterr().out.splitlines()
     assert "7 of 16 frames reach past the signal's end" in lines[0]
-    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| +") or line.startswith("| -")]
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith(("| +", "| -"))]
     assert len(rows) == len(sot_frame_shares.SHIFTS_SEMITONES)
     for cells in rows:
         assert float(cells[-1]) < 1e-10  # the no-cutoff frame values against POT, float64
