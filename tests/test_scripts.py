@@ -71,3 +71,28 @@ def test_reference_figures_draw_every_run_of_a_root(tmp_path: Path) -> None:
                                      "val/median_cents_error": 300.0})
     out = reference_figures.main(["--root", str(root), "--out", str(tmp_path / "curves.png")])
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
+    """Exact cases: every example predicted at f0 / 4 with all its energy on harmonic 4 gives
+    ratio 4, a one-hot profile and similarity 1; half of them at f0 with harmonic 1 gives a
+    two-bin histogram and a profile of 0.5 on each."""
+    import torch
+
+    import harmonic_profile
+
+    f0 = torch.tensor([100.0, 220.0, 440.0, 880.0])
+    one_hot = torch.zeros(4, 16, 20)
+    one_hot[..., 3] = torch.rand(4, 1) + 0.5
+    comb = harmonic_profile.profile(f0, (f0 / 4)[:, None].expand(4, 16), one_hot)
+    assert comb["histogram"] == {4: 4}
+    assert torch.equal(comb["mean_profile"], torch.eye(20)[3])
+    assert comb["similarity"] == pytest.approx(1.0)
+    mixed = one_hot.clone()
+    mixed[2:, :, 3], mixed[2:, :, 0] = 0.0, 1.0
+    pred = torch.cat([f0[:2] / 4, f0[2:]])[:, None].expand(4, 16)
+    summary = harmonic_profile.profile(f0, pred, mixed)
+    assert summary["histogram"] == {4: 2, 1: 2}
+    assert summary["mean_profile"][[0, 3]].tolist() == [0.5, 0.5]
+    assert summary["similarity"] == pytest.approx(2 ** -0.5)
+    assert "| examples (%) | 50.0 | 50.0 |" in harmonic_profile.markdown(summary, "t")

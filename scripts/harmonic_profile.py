@@ -1,0 +1,88 @@
+"""What a trained model predicts on the synthetic test split: the ratio of true to predicted f0
+and the harmonic amplitudes it puts out, averaged over examples.
+
+    python scripts/harmonic_profile.py [CHECKPOINT] [--data data/40_1950_...pth]
+
+Without CHECKPOINT: the reference SOT-2048 model (checkpoints.load_checkpoint()). Prints, as
+Markdown: the histogram of the per-example ratio true f0 / predicted f0 (median over frames,
+rounded to the nearest integer), the mean amplitude profile (each example's 20 amplitudes,
+averaged over frames and divided by their largest, then averaged over examples), and how alike
+the examples' profiles are (mean cosine similarity to the mean profile: 1 means one profile for
+every input). A model that predicts f0 / k and puts its energy on a few harmonics of that
+subharmonic shows up as a ratio k > 1 and a sparse profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from checkpoints import load_checkpoint
+from command_line import run_cli_main
+from datamodule import PreloadedSinusoidDataModule
+
+DEFAULT_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+
+
+def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor) -> dict:
+    """f0_true (B,) Hz, f0_pred (B, T) Hz, amplitudes (B, T, K) -> the summary described above:
+    ``ratios`` (B,), ``histogram`` {rounded ratio: count}, ``mean_profile`` (K,),
+    ``similarity`` (mean cosine similarity of the examples' profiles to the mean profile)."""
+    # .contiguous(): median(dim) of an expanded (stride-0) tensor is wrong in torch 2.13 on CPU
+    ratios = f0_true / f0_pred.contiguous().median(dim=-1).values
+    per_example = amplitudes.mean(dim=1)
+    per_example = per_example / per_example.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+    mean_profile = per_example.mean(dim=0)
+    similarity = torch.nn.functional.cosine_similarity(per_example, mean_profile[None], dim=-1)
+    return {
+        "ratios": ratios,
+        "histogram": Counter(int(round(float(r))) for r in ratios),
+        "mean_profile": mean_profile,
+        "similarity": float(similarity.mean()),
+    }
+
+
+def markdown(summary: dict, title: str) -> str:
+    histogram = sorted(summary["histogram"].items())
+    total = sum(count for _, count in histogram)
+    lines = [f"**{title}**", "",
+             "| true f0 / predicted f0 (rounded) | " + " | ".join(str(k) for k, _ in histogram)
+             + " |", "|---|" + "---:|" * len(histogram),
+             "| examples (%) | " + " | ".join(f"{100 * c / total:.1f}" for _, c in histogram)
+             + " |", "",
+             "| harmonic | " + " | ".join(str(k + 1) for k in range(len(summary["mean_profile"])))
+             + " |", "|---|" + "---:|" * len(summary["mean_profile"]),
+             "| mean amplitude / max | " + " | ".join(f"{v:.2f}" for v in summary["mean_profile"])
+             + " |", "",
+             f"Mean cosine similarity of the examples' profiles to the mean profile: "
+             f"{summary['similarity']:.3f} (over {total} test examples)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", nargs="?", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    model = load_checkpoint(args.checkpoint)
+    datamodule = PreloadedSinusoidDataModule(data_path=str(args.data), batch_size=64)
+    datamodule.setup("test")
+    truths, predictions, amplitudes = [], [], []
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            out = model.estimate(batch["x"])
+            truths.append(batch["f0_hz"].reshape(-1))
+            predictions.append(out["f0_hz"])
+            amplitudes.append(out["amplitudes"])
+    summary = profile(torch.cat(truths), torch.cat(predictions), torch.cat(amplitudes))
+    name = args.checkpoint.name if args.checkpoint else "the reference SOT-2048 model"
+    print(markdown(summary, f"{name} on the test split of {args.data}"))
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli_main(main)
