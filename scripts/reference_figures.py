@@ -1,7 +1,10 @@
-"""The reference runs' curves side by side: training loss, validation LSD, RPA and median cents
-error against the training step, one line per run (from each run's curves.csv).
+"""The reference runs' figures: their curves side by side (training loss, validation LSD, RPA and
+median cents error against the training step, one line per run, from each run's curves.csv),
+and with ``--f0-out`` the per-frame predicted against true f0 of each run's best-validation
+checkpoint on the synthetic test split, one panel per run.
 
     python scripts/reference_figures.py [--root reference-runs] [--out figures/reference_curves.png]
+                                        [--f0-out figures/reference_f0.png]
 """
 
 from __future__ import annotations
@@ -12,14 +15,53 @@ from pathlib import Path
 
 from atomic_files import atomic_write_bytes
 from command_line import UserError, run_cli_main
-from plotting import curves_figure, figure_png
-from run_layout import CURVES_FILE
+from plotting import curves_figure, draw_f0_scatter, figure_png
+from run_layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, CURVES_FILE
+
+TEST_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+
+
+def f0_figure(root: Path, data: Path):
+    """One panel per run under ``root``: its newest best-validation checkpoint's per-frame
+    predicted f0 against the true f0 of the test split of ``data``."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from checkpoints import load_checkpoint
+    from datamodule import PreloadedSinusoidDataModule
+
+    best = {}
+    for run in sorted(p.parent for p in root.glob(f"*/*/{CURVES_FILE}")):
+        found = sorted((run / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB),
+                       key=lambda path: int(path.stem.rsplit("-", 1)[-1]))
+        if found:
+            best[run.name] = found[-1]
+    if not best:
+        raise UserError(f"no {BEST_CHECKPOINT_GLOB} under {root}/<experiment>/<run>/{CHECKPOINT_DIR}/")
+    datamodule = PreloadedSinusoidDataModule(data_path=str(data), batch_size=64)
+    datamodule.setup("test")
+    figure, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 5), squeeze=False)
+    for axis, (name, path) in zip(axes[0], best.items()):
+        model = load_checkpoint(path)
+        predicted, true = [], []
+        with torch.no_grad():
+            for batch in datamodule.test_dataloader():
+                predicted.append(model.estimate(batch["x"])["f0_hz"])
+                true.append(batch["f0_hz"].expand_as(predicted[-1]))
+        step = int(path.stem.rsplit("-", 1)[-1])
+        draw_f0_scatter(axis, torch.cat(predicted).numpy(), torch.cat(true).numpy(),
+                        f"{name}, step {step:,}", limits_hz=(30.0, 8000.0))
+    figure.tight_layout()
+    return figure
 
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("reference-runs"))
     parser.add_argument("--out", type=Path, default=Path("figures") / "reference_curves.png")
+    parser.add_argument("--f0-out", type=Path, default=None,
+                        help="also draw predicted against true f0 of each run's best checkpoint")
+    parser.add_argument("--data", type=Path, default=TEST_DATA)
     args = parser.parse_args(argv)
     runs = {}
     for path in sorted(args.root.glob(f"*/*/{CURVES_FILE}")):
@@ -31,6 +73,9 @@ def main(argv: list[str] | None = None) -> Path:
     title = "Reference runs: " + ", ".join(f"{n} (step {s:,})" for n, s in steps.items())
     atomic_write_bytes(args.out, figure_png(curves_figure(runs, title)))
     print(f"wrote {args.out}")
+    if args.f0_out is not None:
+        atomic_write_bytes(args.f0_out, figure_png(f0_figure(args.root, args.data)))
+        print(f"wrote {args.f0_out}")
     return args.out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from command_line import UserError
 from run_layout import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -71,6 +72,10 @@ def test_reference_figures_draw_every_run_of_a_root(tmp_path: Path) -> None:
                                      "val/median_cents_error": 300.0})
     out = reference_figures.main(["--root", str(root), "--out", str(tmp_path / "curves.png")])
     assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UserError, match="no best-lsd-"):  # these runs wrote no checkpoint
+        reference_figures.main(["--root", str(root), "--out", str(tmp_path / "curves.png"),
+                                "--f0-out", str(tmp_path / "f0.png")])
+    assert not (tmp_path / "f0.png").exists()
 
 
 def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
