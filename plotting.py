@@ -69,6 +69,23 @@ def f0_scatter_figure(predicted_hz: np.ndarray, true_hz: np.ndarray, title: str 
     return figure
 
 
+def models_f0_figure(models: dict, dataloader, limits_hz: tuple[float, float] = (30.0, 8000.0)
+                     ) -> Figure:
+    """One panel per ``models`` entry (title -> a model with ``estimate(audio)``): its per-frame
+    predicted f0 against the true f0 of every batch (``x``, ``f0_hz``) of ``dataloader``."""
+    figure, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 5), squeeze=False)
+    for axis, (title, model) in zip(axes[0], models.items()):
+        predicted, true = [], []
+        with torch.no_grad():
+            for batch in dataloader:
+                predicted.append(model.estimate(batch["x"])["f0_hz"])
+                true.append(batch["f0_hz"].expand_as(predicted[-1]))
+        draw_f0_scatter(axis, torch.cat(predicted).numpy(), torch.cat(true).numpy(), title,
+                        limits_hz=limits_hz)
+    figure.tight_layout()
+    return figure
+
+
 CURVE_PANELS = (
     ("train", "train/loss", "training loss", True),
     ("val", "val/lsd", "validation LSD (dB²)", False),

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,7 +27,7 @@ import train  # noqa: E402
 from checkpoints import load_checkpoint  # noqa: E402
 from command_line import run_cli_main  # noqa: E402
 from experiment_cli import build_cli  # noqa: E402
-from plotting import draw_f0_scatter  # noqa: E402
+from plotting import figure_png, models_f0_figure  # noqa: E402
 from run_layout import (  # noqa: E402
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
@@ -61,25 +60,6 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
             f"| {r['log_f0_corr']:.2f} |"
         )
     return "\n".join(lines)
-
-
-def _f0_figure(models: dict[str, torch.nn.Module], datamodule, out: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    test = datamodule.test_dataloader()
-    figure, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 5), squeeze=False)
-    for axis, (name, model) in zip(axes[0], models.items()):
-        predicted, true = [], []
-        with torch.no_grad():
-            for batch in test:
-                predicted.append(model.estimate(batch["x"])["f0_hz"])
-                true.append(batch["f0_hz"].expand_as(predicted[-1]))
-        draw_f0_scatter(axis, torch.cat(predicted).numpy(), torch.cat(true).numpy(), name,
-                        limits_hz=(30.0, 8000.0))
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
 
 
 def reference_table(out: Path) -> bool:
@@ -131,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     table = _table(results)
     figure = args.out / "f0_demo.png"
     datamodule.setup("test")
-    _f0_figure(models, datamodule, figure)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_bytes(figure_png(models_f0_figure(models, datamodule.test_dataloader())))
     (args.out / "demo_results.md").write_text(table + "\n")
     print("\n=== live short run (640 CPU steps; the table of demo_results.md) ===\n\n" + table)
     print("\n" + WHAT_EACH_SHOWS)

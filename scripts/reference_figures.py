@@ -15,7 +15,7 @@ from pathlib import Path
 
 from atomic_files import atomic_write_bytes
 from command_line import UserError, run_cli_main
-from plotting import curves_figure, draw_f0_scatter, figure_png
+from plotting import curves_figure, figure_png, models_f0_figure
 from run_layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, CURVES_FILE
 
 TEST_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
@@ -24,35 +24,21 @@ TEST_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
 def f0_figure(root: Path, data: Path):
     """One panel per run under ``root``: its newest best-validation checkpoint's per-frame
     predicted f0 against the true f0 of the test split of ``data``."""
-    import matplotlib.pyplot as plt
-    import torch
-
     from checkpoints import load_checkpoint
     from datamodule import PreloadedSinusoidDataModule
 
-    best = {}
+    models = {}
     for run in sorted(p.parent for p in root.glob(f"*/*/{CURVES_FILE}")):
         found = sorted((run / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB),
                        key=lambda path: int(path.stem.rsplit("-", 1)[-1]))
         if found:
-            best[run.name] = found[-1]
-    if not best:
+            step = int(found[-1].stem.rsplit("-", 1)[-1])
+            models[f"{run.name}, step {step:,}"] = load_checkpoint(found[-1])
+    if not models:
         raise UserError(f"no {BEST_CHECKPOINT_GLOB} under {root}/<experiment>/<run>/{CHECKPOINT_DIR}/")
     datamodule = PreloadedSinusoidDataModule(data_path=str(data), batch_size=64)
     datamodule.setup("test")
-    figure, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 5), squeeze=False)
-    for axis, (name, path) in zip(axes[0], best.items()):
-        model = load_checkpoint(path)
-        predicted, true = [], []
-        with torch.no_grad():
-            for batch in datamodule.test_dataloader():
-                predicted.append(model.estimate(batch["x"])["f0_hz"])
-                true.append(batch["f0_hz"].expand_as(predicted[-1]))
-        step = int(path.stem.rsplit("-", 1)[-1])
-        draw_f0_scatter(axis, torch.cat(predicted).numpy(), torch.cat(true).numpy(),
-                        f"{name}, step {step:,}", limits_hz=(30.0, 8000.0))
-    figure.tight_layout()
-    return figure
+    return models_f0_figure(models, datamodule.test_dataloader())
 
 
 def main(argv: list[str] | None = None) -> Path:
