@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import pickle
 import random
@@ -41,6 +40,9 @@ from run_layout import (
     CONFIG_KEY,
     REPO,
     TEST_METRICS_FILE,
+    best_checkpoints,
+    checkpoint_step,
+    tested_checkpoint,
 )
 
 __all__ = [
@@ -199,24 +201,19 @@ def default_checkpoint() -> Path:
 
     Raises CheckpointError (one line) when the repository holds neither.
     """
-    record = REFERENCE_RUN / TEST_METRICS_FILE
-    try:
-        name = json.loads(record.read_text())["checkpoint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        name = None
+    name = tested_checkpoint(REFERENCE_RUN)
     if name is not None:
         return REFERENCE_RUN / CHECKPOINT_DIR / name
-    best = sorted((REFERENCE_RUN / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB),
-                  key=lambda path: int(path.stem.rsplit("-", 1)[-1]))
+    best = best_checkpoints(REFERENCE_RUN)
     if not best:
         raise CheckpointError(
-            f"no reference model in this checkout ({record} is missing or unreadable, and "
-            f"{REFERENCE_RUN / CHECKPOINT_DIR} holds no {BEST_CHECKPOINT_GLOB}); pass a "
-            "checkpoint path"
+            f"no reference model in this checkout ({REFERENCE_RUN / TEST_METRICS_FILE} is missing "
+            f"or unreadable, and {REFERENCE_RUN / CHECKPOINT_DIR} holds no {BEST_CHECKPOINT_GLOB}); "
+            "pass a checkpoint path"
         )
     warnings.warn(
         f"the reference SOT-2048 run is still training: using its best checkpoint so far, "
-        f"{best[-1].name} (step {int(best[-1].stem.rsplit('-', 1)[-1]):,} of 25,000)",
+        f"{best[-1].name} (step {checkpoint_step(best[-1]):,} of 25,000)",
         stacklevel=2,
     )
     return best[-1]

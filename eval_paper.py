@@ -80,7 +80,8 @@ from run_layout import (
     DONE_MARKER,
     LAST_CHECKPOINT,
     REPO,
-    TEST_METRICS_FILE,
+    best_checkpoints,
+    tested_checkpoint,
 )
 
 __all__ = [
@@ -175,10 +176,10 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
         candidates = sorted(p for p in directory.glob("*.ckpt") if p.name != LAST_CHECKPOINT)
         wanted = "a *.ckpt other than last.ckpt"
     else:
-        tested = _tested_checkpoint(run_dir)
+        tested = tested_checkpoint(run_dir)
         if tested is not None and (directory / tested).is_file():
             return directory / tested
-        candidates = sorted(directory.glob(BEST_CHECKPOINT_GLOB))
+        candidates = best_checkpoints(run_dir)
         wanted = BEST_CHECKPOINT_GLOB
     if not candidates:
         raise RunError(f"no checkpoint: {directory} holds no {wanted}")
@@ -186,13 +187,6 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
         names = ", ".join(p.name for p in candidates)
         raise RunError(f"several best checkpoints ({names}): keep one, or pass --checkpoint last")
     return candidates[0]
-
-
-def _tested_checkpoint(run_dir: Path) -> str | None:
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        name = json.loads((run_dir / TEST_METRICS_FILE).read_text()).get("checkpoint")
-        return name if isinstance(name, str) else None
-    return None
 
 
 def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:

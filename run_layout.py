@@ -15,6 +15,8 @@ reads it at every hydra start).
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -65,9 +67,12 @@ __all__ = [
     "TEST_F0_FIGURE",
     "TEST_METRICS_FILE",
     "WANDB_ID_FILE",
+    "best_checkpoints",
+    "checkpoint_step",
     "experiment_config",
     "known_experiments",
     "run_directory",
+    "tested_checkpoint",
 ]
 
 
@@ -84,3 +89,22 @@ def known_experiments() -> list[str]:
 def experiment_config(experiment: str) -> Path:
     """``paper-experiments/<experiment>.yaml``."""
     return EXPERIMENTS_DIR / f"{experiment}.yaml"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step in a best checkpoint's name (``BEST_CHECKPOINT_TEMPLATE``: ...-<step>.ckpt)."""
+    return int(Path(path).stem.rsplit("-", 1)[-1])
+
+
+def best_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's best-validation checkpoints (``checkpoints/best-lsd-*.ckpt``), oldest step first."""
+    return sorted((Path(run_dir) / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB), key=checkpoint_step)
+
+
+def tested_checkpoint(run_dir: str | Path) -> str | None:
+    """The name of the checkpoint the run tested (``test_metrics.json``), or None when the file is
+    missing, unreadable or names none."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name = json.loads((Path(run_dir) / TEST_METRICS_FILE).read_text()).get("checkpoint")
+        return name if isinstance(name, str) else None
+    return None

@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import eval_paper  # noqa: E402
 import train  # noqa: E402
+from atomic_files import atomic_write_bytes  # noqa: E402
 from checkpoints import load_checkpoint  # noqa: E402
 from command_line import run_cli_main  # noqa: E402
 from experiment_cli import build_cli  # noqa: E402
@@ -33,6 +33,7 @@ from run_layout import (  # noqa: E402
     CHECKPOINT_DIR,
     EXPERIMENTS_DIR,
     LAST_CHECKPOINT,
+    best_checkpoints,
 )
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n=== live short run: training {experiment} (CPU preset) ===", flush=True)
         cli = build_cli(cli_args)
         results[experiment] = train.train_and_test(cli)
-        best = sorted((cli.run_dir / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB))
+        best = best_checkpoints(cli.run_dir)
         models[experiment] = load_checkpoint(best[-1] if best
                                              else cli.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
         datamodule = cli.datamodule
@@ -111,8 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     table = _table(results)
     figure = args.out / "f0_demo.png"
     datamodule.setup("test")
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    figure.write_bytes(figure_png(models_f0_figure(models, datamodule.test_dataloader())))
+    atomic_write_bytes(figure, figure_png(models_f0_figure(models, datamodule.test_dataloader())))
     (args.out / "demo_results.md").write_text(table + "\n")
     print("\n=== live short run (640 CPU steps; the table of demo_results.md) ===\n\n" + table)
     print("\n" + WHAT_EACH_SHOWS)

@@ -24,8 +24,7 @@ from torch import Tensor
 from checkpoints import load_checkpoint
 from command_line import run_cli_main
 from datamodule import PreloadedSinusoidDataModule
-
-DEFAULT_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+from synthetic_data import DEFAULT_DATA_PATH
 
 
 def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor) -> dict:
@@ -66,7 +65,7 @@ def markdown(summary: dict, title: str) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", type=Path, default=None)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_PATH))
     args = parser.parse_args(argv)
     model = load_checkpoint(args.checkpoint)
     datamodule = PreloadedSinusoidDataModule(data_path=str(args.data), batch_size=64)

@@ -16,9 +16,14 @@ from pathlib import Path
 from atomic_files import atomic_write_bytes
 from command_line import UserError, run_cli_main
 from plotting import curves_figure, figure_png, models_f0_figure
-from run_layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, CURVES_FILE
-
-TEST_DATA = Path("data") / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
+from run_layout import (
+    BEST_CHECKPOINT_GLOB,
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    best_checkpoints,
+    checkpoint_step,
+)
+from synthetic_data import DEFAULT_DATA_PATH
 
 
 def f0_figure(root: Path, data: Path):
@@ -29,11 +34,9 @@ def f0_figure(root: Path, data: Path):
 
     models = {}
     for run in sorted(p.parent for p in root.glob(f"*/*/{CURVES_FILE}")):
-        found = sorted((run / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB),
-                       key=lambda path: int(path.stem.rsplit("-", 1)[-1]))
+        found = best_checkpoints(run)
         if found:
-            step = int(found[-1].stem.rsplit("-", 1)[-1])
-            models[f"{run.name}, step {step:,}"] = load_checkpoint(found[-1])
+            models[f"{run.name}, step {checkpoint_step(found[-1]):,}"] = load_checkpoint(found[-1])
     if not models:
         raise UserError(f"no {BEST_CHECKPOINT_GLOB} under {root}/<experiment>/<run>/{CHECKPOINT_DIR}/")
     datamodule = PreloadedSinusoidDataModule(data_path=str(data), batch_size=64)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=Path("figures") / "reference_curves.png")
     parser.add_argument("--f0-out", type=Path, default=None,
                         help="also draw predicted against true f0 of each run's best checkpoint")
-    parser.add_argument("--data", type=Path, default=TEST_DATA)
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_PATH))
     args = parser.parse_args(argv)
     runs = {}
     for path in sorted(args.root.glob(f"*/*/{CURVES_FILE}")):
