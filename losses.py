@@ -468,18 +468,22 @@ class SpectralOTLoss(nn.Module):
         spec = self.stft.magnitude(audio, power=self.power)
         return spec.index_select(-1, self.order) if self.reorders_bins else spec
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """SOT between prediction ``input`` and ``target``, both (B, N) waveforms."""
+    def frame_losses(self, input: Tensor, target: Tensor) -> Tensor:
+        """W_p^p of every frame (B, frames) between prediction ``input`` and ``target``, both
+        (B, N) waveforms, normalized as described above."""
         _check_waveforms(input, target, self.stft.n_fft)
         pred = self.spectrum(input)
         true = self.spectrum(target)
         true_mass = true.sum(-1, keepdim=True) + MASS_EPS
         pred_mass = true_mass if self.cutoff else pred.sum(-1, keepdim=True) + MASS_EPS
-        w = wasserstein_1d(
+        return wasserstein_1d(
             pred / pred_mass, true / true_mass, self.positions, p=self.p, cutoff=self.cutoff,
             cutoff_rule=self.cutoff_rule,
         )
-        per_example = w.mean(-1)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """SOT between prediction ``input`` and ``target``, both (B, N) waveforms."""
+        per_example = self.frame_losses(input, target).mean(-1)
         return per_example.mean() if self.reduction == "mean" else per_example
 
 

@@ -21,21 +21,11 @@ import math
 import torch
 
 from command_line import positive_int, run_cli_main
-from losses import SpectralOTLoss, wasserstein_1d
+from losses import MASS_EPS, SpectralOTLoss
 from models.synth import HarmonicSynth
 
 SHIFTS_SEMITONES = (-12.0, -6.0, -3.0, -1.0, -0.5, 0.5, 1.0, 3.0, 6.0, 12.0)
 N_SAMPLES, N_FRAMES, N_HARMONICS = 4096, 16, 20
-
-
-def frame_losses(loss: SpectralOTLoss, prediction: torch.Tensor, target: torch.Tensor
-                 ) -> torch.Tensor:
-    """W_2^2 per frame (frames,), normalized as ``loss`` normalizes (cutoff or not)."""
-    pred, true = loss.spectrum(prediction)[0], loss.spectrum(target)[0]
-    true_mass = true.sum(-1, keepdim=True)
-    pred_mass = true_mass if loss.cutoff else pred.sum(-1, keepdim=True)
-    return wasserstein_1d(pred / pred_mass, true / true_mass, loss.positions, p=2,
-                          cutoff=loss.cutoff, cutoff_rule=loss.cutoff_rule)
 
 
 def pot_check(loss: SpectralOTLoss, prediction: torch.Tensor, target: torch.Tensor) -> float | None:
@@ -47,11 +37,13 @@ def pot_check(loss: SpectralOTLoss, prediction: torch.Tensor, target: torch.Tens
     prediction, target = prediction.double(), target.double()
     pred, true = loss.spectrum(prediction)[0], loss.spectrum(target)[0]
     positions = loss.positions.double().numpy()
-    ours = frame_losses(loss, prediction, target)
+    ours = loss.frame_losses(prediction, target)[0]
     worst = 0.0
     for i in range(pred.shape[0]):
-        reference = ot.wasserstein_1d(positions, positions, (pred[i] / pred[i].sum()).numpy(),
-                                      (true[i] / true[i].sum()).numpy(), p=2)
+        # each spectrum over its own mass, plus the loss's MASS_EPS, as SOT-NoCut normalizes
+        reference = ot.wasserstein_1d(positions, positions,
+                                      (pred[i] / (pred[i].sum() + MASS_EPS)).numpy(),
+                                      (true[i] / (true[i].sum() + MASS_EPS)).numpy(), p=2)
         worst = max(worst, abs(float(ours[i]) - reference) / max(reference, 1e-30))
     return worst
 
@@ -91,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         for loss in (cut, no_cut):
             f0 = torch.tensor(args.f0 * 2 ** (shift / 12), requires_grad=True)
             prediction = render(f0)
-            per_frame = frame_losses(loss, prediction, target)
+            per_frame = loss.frame_losses(prediction, target)[0]
             per_frame.mean().backward()
             per_frame = per_frame.detach()
             share = float(per_frame[partial].sum() / per_frame.sum())
