@@ -122,11 +122,13 @@ def curves_figure(runs: dict[str, list[dict]], title: str = "") -> Figure:
 def seed_strip_figure(
     values: dict[str, list[float]], threshold: float, notes: dict[str, str],
     ylabel: str = "test median |error| (cents)", title: str = "", floor: float = 1.0,
+    threshold_label: str = "",
 ) -> Figure:
     """One strip per experiment (``values``: experiment -> one value per seed) on a log y axis,
     each seed a dot (x jittered by a fixed generator), filled when it is <= ``threshold``
     (a dashed line), hollow otherwise; ``notes[experiment]`` is written above its strip (e.g.
-    the share that localizes). Values under ``floor`` are drawn at ``floor``."""
+    the share that localizes); ``threshold_label`` names the line in the legend. Values under
+    ``floor`` are drawn at ``floor``."""
     names = list(values)
     figure, axis = plt.subplots(figsize=(max(4.5, 1.9 * len(names) + 1.5), 4.8))
     rng = np.random.default_rng(0)
@@ -136,7 +138,8 @@ def seed_strip_figure(
         inside = y <= threshold
         axis.scatter(x[inside], y[inside], s=28, color="C0", zorder=3)
         axis.scatter(x[~inside], y[~inside], s=28, facecolors="none", edgecolors="C3", zorder=3)
-    axis.axhline(threshold, color="k", ls="--", lw=1.0, label=f"≤ {threshold:g}: localizes")
+    axis.axhline(threshold, color="k", ls="--", lw=1.0,
+                 label=threshold_label or f"≤ {threshold:g}")
     axis.set_yscale("log")
     every = [float(v) for seeds in values.values() for v in seeds]
     top = max([threshold, *every]) * 8.0

@@ -250,6 +250,8 @@ def train_runs(runs: Sequence[Run], root: Path, extra: Sequence[str], jobs: int)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         runner.terminate()
+        print("short_budget.py: terminated (SIGTERM); run the same command again to resume",
+              file=sys.stderr)
         raise SystemExit(EXIT_TERMINATED)
 
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -305,12 +307,13 @@ def collect(root: Path) -> tuple[list[dict[str, Any]], dict[str, str], list[str]
             continue
         try:
             config = yaml.safe_load((directory / CONFIG_FILE).read_text())
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, ValueError, yaml.YAMLError) as error:
+            experiment, seed = str(config["experiment"]), int(config["seed_everything"])
+            row = seed_row(experiment, seed, json.loads(metrics_path.read_text()))
+            float(row["median_abs_cents"])
+        except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as error:
             unfinished.append(f"{directory.relative_to(root)}: unreadable ({one_line(error, 120)})")
             continue
-        experiment = str(config["experiment"])
-        rows.append(seed_row(experiment, int(config["seed_everything"]), metrics))
+        rows.append(row)
         budgets.setdefault(experiment, []).append(budget(config))
     rows.sort(key=lambda r: (r["experiment"], r["seed"]))
     described = {}
@@ -345,7 +348,8 @@ def write_outputs(root: Path, rows: list[dict[str, Any]], budgets: dict[str, str
     notes = {o.experiment: f"{o.localized}/{o.n} localize\n95 % CI {100 * o.low:.0f}–"
              f"{100 * o.high:.0f} %" for o in outcomes}
     figure = seed_strip_figure(values, LOCALIZE_MAX_MEDIAN_CENTS, notes,
-                               title="Short budget: each seed's test median |error|")
+                               title="Short budget: each seed's test median |error|",
+                               threshold_label=f"≤ {LOCALIZE_MAX_MEDIAN_CENTS:g} cents: localizes")
     atomic_write_bytes(root / SEEDS_FIGURE, figure_png(figure))
     return summary
 
