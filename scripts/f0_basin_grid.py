@@ -73,8 +73,8 @@ from result_tables import csv_text
 from run_layout import BASE_CONFIG, BEYOND_EXPERIMENTS_DIR, experiment_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import f0_descent  # noqa: E402
-from f0_descent import MODES, OFFSETS_OCTAVES  # noqa: E402
+import f0_descent
+from f0_descent import MODES, OFFSETS_OCTAVES
 
 WINDOWS = ("flattop", "hann")
 MSS_WEIGHTS = (0.05, 0.0)
@@ -308,8 +308,8 @@ def markdown(rows: list[dict], ranking: list[dict], offsets: list[float]) -> str
                          f" | {100 * by_config[name][f'share_{key}']:.0f}"
                          f" | {by_config[name][f'basin_{key}']:g} |")
     lines += ["", "Ranking (the selection rule in scripts/f0_basin_grid.py):", "",
-              "| rank | configuration | changes from SOT-2048 | basin learned (oct) | "
-              "basin true (oct) | all learned (%) | all true (%) |",
+              ("| rank | configuration | changes from SOT-2048 | basin learned (oct) | "
+               "basin true (oct) | all learned (%) | all true (%) |"),
               "|---:|---|---:|---:|---:|---:|---:|"]
     for s in ranking:
         lines.append(f"| {s['rank']} | {s['config'].name} | {s['changes']} | "

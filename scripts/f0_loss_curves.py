@@ -41,8 +41,8 @@ from result_tables import csv_text
 from run_layout import experiment_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from f0_basin_grid import Config, build_loss, instantiate  # noqa: E402
-from f0_descent import N_FRAMES, N_HARMONICS, N_SAMPLES  # noqa: E402
+from f0_basin_grid import Config, build_loss, instantiate
+from f0_descent import N_FRAMES, N_HARMONICS, N_SAMPLES
 
 NOTES = {"sine": (1.0,), "4 harmonics": (1.0, 0.7, 0.5, 0.4)}
 OFFSETS_OCTAVES = np.arange(-96, 97) / 48
@@ -134,9 +134,10 @@ def figure(offsets: np.ndarray, curves: dict[str, np.ndarray], f0: float) -> byt
                     continue
                 name = key.split(": ")[1]
                 framing = name.split()[-1]
-                style = (dict(color="0.45", lw=1.2, ls="-.") if name == "MSS-Lin" else
-                         dict(color=styles[framing], lw=1.6 if name.startswith("SOT-2048") else 1.0,
-                              ls="-" if name.startswith("SOT-2048") else "--"))
+                mixture = name.startswith("SOT-2048")
+                style = ({"color": "0.45", "lw": 1.2, "ls": "-."} if name == "MSS-Lin" else
+                         {"color": styles[framing], "lw": 1.6 if mixture else 1.0,
+                          "ls": "-" if mixture else "--"})
                 shown = values[mask]
                 ax.plot(offsets[mask], shown / shown.max(), label=name, **style)
             ax.axvline(0.0, color="0.6", lw=0.8, ls=":")

@@ -236,8 +236,6 @@ def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
     """Exact cases: every example predicted at f0 / 4 with all its energy on harmonic 4 gives
     ratio 4, a one-hot profile and similarity 1; half of them at f0 with harmonic 1 gives a
     two-bin histogram and a profile of 0.5 on each."""
-    import torch
-
     import harmonic_profile
 
     f0 = torch.tensor([100.0, 220.0, 440.0, 880.0])

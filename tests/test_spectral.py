@@ -231,10 +231,12 @@ def test_cqt_and_stft_on_cuda(cqt: CQT) -> None:
     cpu = cqt(audio)
     gpu = CQT().cuda()(audio.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
-    stft = STFT(512, 128)
-    torch.testing.assert_close(
-        stft.cuda()(audio.cuda()).cpu(), STFT(512, 128)(audio), rtol=1e-4, atol=1e-5
-    )
+    for framing in ("padded", "full", "centered"):
+        stft = STFT(512, 128, framing=framing)
+        torch.testing.assert_close(
+            stft.cuda()(audio.cuda()).cpu(), STFT(512, 128, framing=framing)(audio), rtol=1e-4,
+            atol=1e-5
+        )
 
 
 def test_cqt_rejects_bins_above_nyquist() -> None:
