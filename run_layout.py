@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 EXPERIMENTS_DIR = REPO / "paper-experiments"
 BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
+# Experiments outside the paper's seven (not in known_experiments()): beyond/<name>.yaml.
+BEYOND_EXPERIMENTS_DIR = EXPERIMENTS_DIR / "beyond"
 
 CONFIG_FILE = "train_config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -49,6 +51,7 @@ __all__ = [
     "BASE_CONFIG",
     "BEST_CHECKPOINT_GLOB",
     "BEST_CHECKPOINT_TEMPLATE",
+    "BEYOND_EXPERIMENTS_DIR",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
     "CONFIG_KEY",
