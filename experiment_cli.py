@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
-
-import yaml
-from jsonargparse import ArgumentError
 
 from atomic_files import atomic_write_text
 from command_line import UserError, condense_argument_error, describe_config_error
@@ -44,7 +43,7 @@ from training_callbacks import (
 )
 
 __all__ = ["DEFAULT_WANDB_PROJECT", "SOTCLI", "RunConfigSaver", "build_cli", "check_compatible",
-           "config_parser"]
+           "config_parser", "resolve_command", "resolve_config_text"]
 
 # The W&B project of a logger whose config names none, unless WANDB_PROJECT names one.
 DEFAULT_WANDB_PROJECT = "sot-ddsp"
@@ -132,14 +131,8 @@ class SOTCLI(LightningCLI):
                 init_args.save_dir = str(self.run_dir / LOGS_DIR)
 
     def resolve_config_text(self, text: str) -> dict[str, Any]:
-        """A recorded config (YAML text, e.g. a run's train_config.yaml) resolved again by this
-        parser, as nested dicts: options added since it was written take their defaults.
-        ``ValueError`` (one line) when this parser rejects it."""
-        try:
-            config = self.parser.parse_string(text)
-        except ArgumentError as error:
-            raise ValueError(condense_argument_error(str(error))) from None
-        return yaml.safe_load(self.parser.dump(config, skip_unset=False))
+        """``resolve_config_text(self.parser, text)``."""
+        return resolve_config_text(self.parser, text)
 
     def instantiate_classes(self) -> None:
         """Build the classes; a constructor's complaint names its config key (one line)."""
@@ -161,7 +154,10 @@ class SOTCLI(LightningCLI):
 
 
 class _ParserOnlyCLI(SOTCLI):
-    """SOTCLI that parses and builds nothing (``config_parser``)."""
+    """SOTCLI that parses and builds nothing, nor seeds (``config_parser``)."""
+
+    def _set_seed(self) -> None:
+        pass
 
     def before_instantiate_classes(self) -> None:
         pass
@@ -187,6 +183,28 @@ def config_parser() -> LightningArgumentParser:
     Namespace; ``ArgumentError`` as build_cli), ``.dump(config, skip_unset=False)`` as
     train_config.yaml records it."""
     return _build_cli([], run=False, cli_class=_ParserOnlyCLI).parser
+
+
+def resolve_config_text(parser: LightningArgumentParser, text: str) -> dict[str, Any]:
+    """A recorded config (YAML text, e.g. a run's train_config.yaml) resolved again by
+    ``parser``, as nested dicts: options added since it was written take their defaults.
+    ``ValueError`` (one line) when the parser rejects it."""
+    try:
+        config = parser.parse_string(text)
+    except ArgumentError as error:
+        raise ValueError(condense_argument_error(str(error))) from None
+    return yaml.safe_load(parser.dump(config, skip_unset=False))
+
+
+def resolve_command(parser: LightningArgumentParser, args: list[str]) -> str:
+    """The resolved config of a train.py command line (its arguments), as YAML: what the run's
+    train_config.yaml would hold (but for the logger's project, which train.py fills in).
+    ``ValueError`` (one line) when the parser rejects the arguments."""
+    try:
+        config = parser.parse_args(args)
+    except ArgumentError as error:
+        raise ValueError(condense_argument_error(str(error), args)) from None
+    return parser.dump(config, skip_unset=False)
 
 
 def _build_cli(args: list[str] | None, run: bool, cli_class: type[SOTCLI] = SOTCLI) -> SOTCLI:

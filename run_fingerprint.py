@@ -42,6 +42,7 @@ from run_layout import CONFIG_FILE, FINGERPRINT_FILE
 __all__ = [
     "EXCLUDED_KEYS",
     "FILE_NAME_KEYS",
+    "TRAIN_FIX",
     "Fingerprint",
     "check_run_binding",
     "config_differences",
@@ -76,6 +77,9 @@ EXCLUDED_KEYS: tuple[str, ...] = (
 FILE_NAME_KEYS: tuple[str, ...] = ("data.init_args.data_path",)
 
 DIFFERENCES_SHOWN = 3  # keys named in the error line; the others are counted ("+N more")
+# The ways out train.py names (sweep.py names its own).
+TRAIN_FIX = ("give this run another --checkpoint_root, or pass --resume never to restart that "
+             "directory from step 0")
 
 
 def normalize_class_path(class_path: str) -> str:
@@ -140,7 +144,7 @@ def fingerprint_of(resolved_yaml: str) -> Fingerprint:
     """The fingerprint of a resolved config given as YAML text (train_config.yaml's content)."""
     config = yaml.safe_load(resolved_yaml)
     if not isinstance(config, dict):
-        raise ValueError(f"a resolved config is a YAML mapping, got {type(config).__name__}")
+        raise TypeError(f"a resolved config is a YAML mapping, got {type(config).__name__}")
     normalized = normalized_config(config)
     return Fingerprint(_digest(normalized), normalized, resolved_yaml)
 
@@ -192,21 +196,23 @@ def _shown(value: Any) -> str:
     return "(absent)" if value is _ABSENT else one_line(json.dumps(value, default=str), 40)
 
 
-def mismatch_message(run_dir: Path, differences: list[tuple[str, Any, Any]]) -> str:
-    """One line: the run directory, the first differing keys (recorded -> now), how many more,
-    and the two ways out."""
-    shown = [f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in differences]
+def mismatch_message(
+    run_dir: Path, differences: list[tuple[str, Any, Any]], fix: str = TRAIN_FIX
+) -> str:
+    """One line: the run directory, the first differing keys (recorded value, this command's),
+    how many more, and the ways out (``fix``)."""
+    shown = [f"{key} was {_shown(old)}, now {_shown(new)}" for key, old, new in differences]
     listed = shown[:DIFFERENCES_SHOWN]
     more = len(shown) - len(listed)
     keys = "; ".join(listed) + (f"; +{more} more" if more else "")
-    return (
-        f"{run_dir} holds a run of another configuration ({keys}): give this run another "
-        "--checkpoint_root, or pass --resume never to restart that directory from step 0"
-    )
+    return f"{run_dir} holds a run of another configuration ({keys}): {fix}"
 
 
 def check_run_binding(
-    run_dir: Path, current: Fingerprint, resolve: Callable[[str], dict[str, Any]]
+    run_dir: Path,
+    current: Fingerprint,
+    resolve: Callable[[str], dict[str, Any]],
+    fix: str = TRAIN_FIX,
 ) -> bool:
     """Raise ``UserError`` (one line) when ``run_dir`` holds a run of another configuration.
 
@@ -215,9 +221,9 @@ def check_run_binding(
     means this code cannot read the recorded config. It is called only when the stored digest
     is missing or differs from ``current``'s. Returns True when the directory's fingerprint file
     must be (re)written: missing, or recorded by older code for the same configuration. A
-    directory without a recorded config (new, or holding only logs) is bound to nothing."""
+    directory without a recorded config (new, or holding only logs) is bound to nothing.
+    ``fix``: the ways out the error line names."""
     run_dir = Path(run_dir)
-    fix = "give this run another --checkpoint_root, or pass --resume never to restart it there"
     try:
         stored = read_fingerprint(run_dir)
     except ValueError as error:
@@ -243,5 +249,5 @@ def check_run_binding(
         ) from None
     differences = config_differences(recorded, current.config)
     if differences:
-        raise UserError(mismatch_message(run_dir, differences))
+        raise UserError(mismatch_message(run_dir, differences, fix))
     return True

@@ -57,9 +57,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from command_line import option_values
 from run_layout import (
+    CONFIG_FILE,
     DONE_MARKER,
     EXIT_FAILED,
     EXIT_USER_ERROR,
+    FINGERPRINT_FILE,
     REPO,
     configured_checkpoint_root,
     configured_value,
@@ -197,7 +199,8 @@ def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
     args = tuple(str(a) for a in args)
     experiment = str(cfg.experiment)
     if cfg.checkpoint_root is None:
-        configs = [experiment_config(experiment), *(cwd / c for c in option_values(args, "--config"))]
+        configs = [experiment_config(experiment),
+                   *(cwd / c for c in option_values(args, "--config"))]
         root = Path(configured_checkpoint_root(configs)).expanduser()
     else:
         root = Path(str(cfg.checkpoint_root)).expanduser()
@@ -368,6 +371,7 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
             done.append(run)
         else:
             todo.append((job_overrides, run))
+    check_done_runs(done)
     if done:
         log.info("done, skipped: %s", " ".join(run.name for run in done))
     if self.config.dry_run:
@@ -401,6 +405,29 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
             )
     report_results([r for batch in returns for r in batch], [run for _, run in todo])
     return returns
+
+
+def check_done_runs(done: list[Run]) -> None:
+    """A done run is skipped only if it is a run of the configuration its command gives now (as
+    train.py would check it, run_fingerprint.py); else one line and exit 2, before anything is
+    launched. Loads train.py's parser only when a done run records a configuration."""
+    recorded = [run for run in done if any((run.run_dir / name).exists()
+                                           for name in (FINGERPRINT_FILE, CONFIG_FILE))]
+    if not recorded:
+        return
+    from command_line import UserError
+    from experiment_cli import config_parser, resolve_command, resolve_config_text
+    from run_fingerprint import check_run_binding, fingerprint_of
+
+    parser = config_parser()
+    for run in recorded:
+        try:
+            current = fingerprint_of(resolve_command(parser, run.command(sys.executable)[2:]))
+            check_run_binding(run.run_dir, current, lambda text: resolve_config_text(parser, text),
+                              fix="give the sweep another checkpoint_root=, or restart that run "
+                                  "alone with train.py --resume never")
+        except (UserError, ValueError) as error:
+            _fail(f"{run.name}: {error}")
 
 
 def names_a_grid(overrides: Sequence[Any]) -> bool:

@@ -11,10 +11,10 @@ text: widen the pin only when this file passes.
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib.metadata import version
 
 import pytest
+import tomllib
 from jsonargparse import ArgumentError
 from packaging.specifiers import SpecifierSet
 
@@ -65,8 +65,8 @@ CASES = [
      [r"^data: cannot import class_path 'nomodule\.DataModule'",
       r"No module named 'nomodule'", r"check its spelling$"]),
     ("unknown-init-arg", ["--model.encoder.init_args.kernel", "3"],
-     [r"^model\.encoder\.init_args\.kernel: kernel is not an option of "
-      r"models\.encoder\.PESTOEncoder; check its spelling$"]),
+     [(r"^model\.encoder\.init_args\.kernel: kernel is not an option of "
+       r"models\.encoder\.PESTOEncoder; check its spelling$")]),
 ]
 
 
