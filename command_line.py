@@ -4,7 +4,8 @@ traceback. Imports no torch (hydra's sweeper plugin reads it at every hydra star
 
 - ``UserError``: a mistake in the user's input;
 - ``run_cli_main``: runs an entry point and turns known mistakes into that one line;
-- ``OneLineArgumentParser`` and ``positive_int``: argparse with one-line errors;
+- ``OneLineArgumentParser``, ``positive_int`` and ``non_negative_int``: argparse with one-line
+  errors;
 - ``one_line``, ``condense_argument_error``, ``describe_config_error``, ``describe_os_error``:
   the one-line forms of an exception, a jsonargparse parse error, an error raised while
   building a config's classes (naming its key), and a disk error.
@@ -31,6 +32,7 @@ __all__ = [
     "config_leaves",
     "describe_config_error",
     "describe_os_error",
+    "non_negative_int",
     "one_line",
     "option_values",
     "positive_int",
@@ -69,15 +71,25 @@ def option_values(args: Sequence[str], option: str) -> list[str]:
     return values
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int_at_least(text: str, minimum: int, kind: str) -> int:
+    """``text`` as an integer >= ``minimum``; argparse.ArgumentTypeError "must be <kind>, got ..."."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 # The jsonargparse versions whose messages condense_argument_error reads (pyproject.toml pins

@@ -25,6 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent
 EXPERIMENTS_DIR = REPO / "paper-experiments"
 BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
+# Experiments outside the paper's seven (not in known_experiments()): beyond/<name>.yaml.
+BEYOND_EXPERIMENTS_DIR = EXPERIMENTS_DIR / "beyond"
 
 DEFAULT_CHECKPOINT_ROOT = "checkpoints"  # train.py's --checkpoint_root unless a config sets one
 CONFIG_FILE = "train_config.yaml"
@@ -54,6 +56,7 @@ __all__ = [
     "BASE_CONFIG",
     "BEST_CHECKPOINT_GLOB",
     "BEST_CHECKPOINT_TEMPLATE",
+    "BEYOND_EXPERIMENTS_DIR",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
     "CONFIG_KEY",
