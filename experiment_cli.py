@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from atomic_files import atomic_write_text
 from command_line import UserError, condense_argument_error, describe_config_error
 from models.autoencoder import HarmonicAutoencoder
 from models.spectral import cqt_n_bins
+from run_fingerprint import check_run_binding, fingerprint_of
 from run_layout import (
     BASE_CONFIG,
     BEST_CHECKPOINT_TEMPLATE,
@@ -32,6 +34,7 @@ from run_layout import (
     CONFIG_KEY,
     CURVES_FILE,
     DEFAULT_CHECKPOINT_ROOT,
+    FINGERPRINT_FILE,
     LOGS_DIR,
     run_directory,
 )
@@ -43,7 +46,8 @@ from training_callbacks import (
 )
 
 __all__ = ["DEFAULT_WANDB_PROJECT", "SOTCLI", "RunConfigSaver", "build_cli", "check_compatible",
-           "config_parser", "resolve_command", "resolve_config_text"]
+           "check_recorded_configurations", "config_parser", "resolve_command",
+           "resolve_config_text"]
 
 # The W&B project of a logger whose config names none, unless WANDB_PROJECT names one.
 DEFAULT_WANDB_PROJECT = "sot-ddsp"
@@ -205,6 +209,29 @@ def resolve_command(parser: LightningArgumentParser, args: list[str]) -> str:
     except ArgumentError as error:
         raise ValueError(condense_argument_error(str(error), args)) from None
     return parser.dump(config, skip_unset=False)
+
+
+def check_recorded_configurations(
+    runs: Sequence[tuple[str, Path, list[str]]], fix: str
+) -> None:
+    """For each ``(name, run directory, train.py arguments)`` whose directory records a
+    configuration (config_fingerprint.json or train_config.yaml): a one-line ``UserError``
+    ``"<name>: ..."`` when the arguments resolve to another one (as train.py would refuse them,
+    run_fingerprint.check_run_binding, naming ``fix`` as the way out). For the tools that skip
+    a done run without starting train.py (sweep.py, scripts/short_budget.py); the parser is
+    built only when a directory records a configuration."""
+    recorded = [(name, run_dir, args) for name, run_dir, args in runs
+                if (run_dir / FINGERPRINT_FILE).exists() or (run_dir / CONFIG_FILE).exists()]
+    if not recorded:
+        return
+    parser = config_parser()
+    for name, run_dir, args in recorded:
+        try:
+            current = fingerprint_of(resolve_command(parser, list(args)))
+            check_run_binding(run_dir, current, lambda text: resolve_config_text(parser, text),
+                              fix=fix)
+        except (UserError, ValueError) as error:
+            raise UserError(f"{name}: {error}") from None
 
 
 def _build_cli(args: list[str] | None, run: bool, cli_class: type[SOTCLI] = SOTCLI) -> SOTCLI:

@@ -411,23 +411,20 @@ def check_done_runs(done: list[Run]) -> None:
     """A done run is skipped only if it is a run of the configuration its command gives now (as
     train.py would check it, run_fingerprint.py); else one line and exit 2, before anything is
     launched. Loads train.py's parser only when a done run records a configuration."""
-    recorded = [run for run in done if any((run.run_dir / name).exists()
-                                           for name in (FINGERPRINT_FILE, CONFIG_FILE))]
-    if not recorded:
-        return
+    if not any((run.run_dir / name).exists()
+               for run in done for name in (FINGERPRINT_FILE, CONFIG_FILE)):
+        return  # train.py's parser (lightning) is loaded only when there is something to check
     from command_line import UserError
-    from experiment_cli import config_parser, resolve_command, resolve_config_text
-    from run_fingerprint import check_run_binding, fingerprint_of
+    from experiment_cli import check_recorded_configurations
 
-    parser = config_parser()
-    for run in recorded:
-        try:
-            current = fingerprint_of(resolve_command(parser, run.command(sys.executable)[2:]))
-            check_run_binding(run.run_dir, current, lambda text: resolve_config_text(parser, text),
-                              fix="give the sweep another checkpoint_root=, or restart that run "
-                                  "alone with train.py --resume never")
-        except (UserError, ValueError) as error:
-            _fail(f"{run.name}: {error}")
+    try:
+        check_recorded_configurations(
+            [(run.name, run.run_dir, run.command(sys.executable)[2:]) for run in done],
+            fix="give the sweep another checkpoint_root=, or restart that run alone with "
+                "train.py --resume never",
+        )
+    except UserError as error:
+        _fail(str(error))
 
 
 def names_a_grid(overrides: Sequence[Any]) -> bool:
