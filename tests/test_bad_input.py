@@ -344,7 +344,8 @@ CASES: list[Case] = [
         "framing-unknown",
         T,
         lambda w, ws: _train(w, ws, "--model.loss.init_args.terms.sot.init_args.framing", "end"),
-        (r"model\.loss\.terms\.framing", r"'padded', 'full', 'centered'", r"got end"),
+        (r"model\.loss\.init_args\.terms\.sot\.init_args\.framing: expected one of",
+         r"'padded', 'full', 'centered'", r"got end"),
     ),
     Case(
         "seed-not-integer",
