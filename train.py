@@ -5,9 +5,10 @@
 `paper-experiments/base.yaml` is always read first; an experiment file holds only what differs.
 Any key can be overridden on the command line (`--model.temperature 0.2`). Each run writes
 `<checkpoint_root>/<experiment>/<experiment>-<seed>/` (run_layout.py) with `train_config.yaml`
-(replayable with `--config`), `checkpoints/best-lsd-*.ckpt`, `checkpoints/last.ckpt`,
-`test_metrics.json` and a `done` marker. Running the same command again resumes from
-`last.ckpt`, or does nothing if done. The config schema is experiment_cli.py's.
+(replayable with `--config`), `config_fingerprint.json`, `checkpoints/best-lsd-*.ckpt`,
+`checkpoints/last.ckpt`, `test_metrics.json` and a `done` marker. Running the same command again
+resumes from `last.ckpt`, or does nothing if done; a run directory of another configuration is
+refused (run_fingerprint.py). The config schema is experiment_cli.py's.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import torch
 
 from atomic_files import atomic_write_bytes, atomic_write_text
 from checkpoints import CheckpointError, read_checkpoint
-from command_line import UserError, one_line, run_cli_main
+from command_line import UserError, one_line, option_values, run_cli_main
 from experiment_cli import SOTCLI, build_cli, check_compatible
 from models.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
+from run_fingerprint import check_run_binding, fingerprint_of, write_fingerprint
 from run_layout import (
     CHECKPOINT_DIR,
     CURVES_FIGURE,
@@ -42,11 +44,11 @@ log = logging.getLogger("train")
 
 
 def _configure_wandb_environment(run_dir: Path, experiment: str, seed: int) -> None:
-    """W&B: offline unless the user chose a mode; name, group and a run id stable across resumes."""
+    """W&B: offline unless the user chose a mode; name, group and a run id stable across resumes.
+    (The project is the logger's own argument: experiment_cli fills it in.)"""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_NAME", f"{experiment}-{seed}")
     os.environ.setdefault("WANDB_RUN_GROUP", experiment)
-    os.environ.setdefault("WANDB_PROJECT", "sot-ddsp")
     os.environ.setdefault("WANDB_RESUME", "allow")
     id_file = run_dir / WANDB_ID_FILE
     if id_file.exists():
@@ -126,24 +128,34 @@ def recorded_metrics(run_dir: Path) -> dict[str, float]:
 def train_and_test(cli: SOTCLI) -> dict[str, float]:
     """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done.
 
-    Every check of the user's input runs before the first write to the run directory."""
+    Every check of the user's input runs before the first write to the run directory, the last
+    one being that the directory holds no run of another configuration (its fingerprint)."""
     run_dir: Path = cli.run_dir
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     done = run_dir / DONE_MARKER
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if cli.config.resume == "auto" and done.exists():
+    fingerprint = fingerprint_of(cli.config_yaml)
+    afresh = cli.config.resume == "never"
+    if not afresh and done.exists():
+        check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
         log.info("run %s is already done (delete %s to train it again)", run_dir, done)
         return recorded_metrics(run_dir)
     check_optimizer(model)
-    ckpt_path = None
-    if cli.config.resume == "auto" and last.exists():
-        check_resumable(last, model)
-        log.info("resuming from %s", last)
-        ckpt_path = str(last)
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_compatible(model, datamodule)
     check_forward(model, datamodule)
+    rewrite = afresh or check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
+    ckpt_path = None
+    if not afresh and last.exists():
+        check_resumable(last, model)
+        log.info("resuming from %s", last)
+        ckpt_path = str(last)
+    if afresh:  # the markers of the run this one replaces
+        for stale in (done, run_dir / TEST_METRICS_FILE):
+            stale.unlink(missing_ok=True)
+    if rewrite:
+        write_fingerprint(run_dir, fingerprint)
     _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
     # The loggers' directory exists before W&B looks for a git repository from it (else it warns
     # "git root ... does not exist").
@@ -190,16 +202,19 @@ def write_run_figures(run_dir: Path, experiment: str, seed: int,
 
 
 def check_config_files(args: list[str]) -> None:
-    """Each existing ``--config`` file must be valid YAML (jsonargparse's message names no file).
-
-    A missing one is left to the parser, as ``--config`` also takes inline YAML."""
+    """Each ``--config`` must be an existing file of valid YAML (jsonargparse's message names no
+    file), or inline YAML that reads as a mapping (``--config '{trainer: {max_steps: 10}}'``)."""
     import yaml
 
-    values = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
-    values += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
-    for value in values:
+    for value in option_values(args, "--config"):
         path = Path(value)
         if not path.is_file():
+            try:
+                inline = yaml.safe_load(value)
+            except yaml.YAMLError:  # malformed inline YAML: the parser says where
+                continue
+            if not isinstance(inline, dict):
+                raise UserError(f"--config {value}: the file does not exist; check the path")
             continue
         try:
             yaml.safe_load(path.read_text())

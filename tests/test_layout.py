@@ -13,7 +13,8 @@ from entrypoints import REPO, run_python
 
 # Lowest first. A module may import its own layer and the layers below, never one above.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("run_layout", "command_line", "atomic_files", "checks", "result_tables"),
+    "foundation": ("run_layout", "command_line", "atomic_files", "checks", "result_tables",
+                   "run_fingerprint"),
     "dsp_and_losses": ("models.native", "models.spectral", "models.synth", "losses", "metrics"),
     "data": ("data_files", "synthetic_data", "datamodule", "real_data"),
     "model": ("models.encoder", "models.autoencoder", "plotting", "training_callbacks",
@@ -73,7 +74,7 @@ def test_no_library_module_edits_sys_path() -> None:
 
 
 @pytest.mark.parametrize("module", ["hydra_plugins.sot_sweep", "sweep", "run_layout",
-                                    "command_line"])
+                                    "command_line", "run_fingerprint"])
 def test_light_modules_import_neither_torch_nor_lightning(module: str, tmp_path: Path) -> None:
     """Hydra imports every hydra_plugins.* module whenever any Hydra app starts."""
     script = (f"import sys, {module}; "
