@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import PESTOEncoder, exp_sigmoid
+from sotddsp.model.encoder import PESTOEncoder, exp_sigmoid
 
 
 class ConvReferenceEncoder(PESTOEncoder):

@@ -1,0 +1,236 @@
+"""What every entry point shares on the command line: user mistakes end with one line
+``<program>: error: <what is wrong and how to fix it>`` on stderr, a non-zero exit and no
+traceback. Imports no torch (hydra's sweeper plugin reads it at every hydra start).
+
+- ``UserError``: a mistake in the user's input;
+- ``run_cli_main``: runs an entry point and turns known mistakes into that one line;
+  ``console_script``: the function a console script (and a checkout's thin script) calls;
+- ``OneLineArgumentParser`` and ``positive_int``: argparse with one-line errors;
+- ``optional_import``: a package of an optional extra, or one line saying how to install it;
+- ``one_line``, ``condense_argument_error``, ``describe_config_error``, ``describe_os_error``:
+  the one-line forms of an exception, a jsonargparse parse error, an error raised while
+  building a config's classes (naming its key), and a disk error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import logging
+import re
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from sotddsp.core.run_layout import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR
+
+__all__ = [
+    "OneLineArgumentParser",
+    "UserError",
+    "condense_argument_error",
+    "console_script",
+    "describe_config_error",
+    "describe_os_error",
+    "one_line",
+    "optional_import",
+    "positive_int",
+    "run_cli_main",
+]
+
+
+class UserError(Exception):
+    """A mistake in the user's input: reported as one line, without a traceback."""
+
+
+def one_line(message: object, limit: int = 360) -> str:
+    """A message as one line: its non-empty lines stripped and joined by spaces, cut to
+    ``limit`` characters (with "...")."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    text = text or "unknown error"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors raise ``UserError`` (one line, exit 2 under ``run_cli_main``)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(one_line(message))
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# The optional extra that provides each optional package (pyproject.toml).
+OPTIONAL_EXTRAS = {"librosa": "audio", "mido": "audio"}
+
+
+def optional_import(module: str, purpose: str) -> types.ModuleType:
+    """``import module``, or UserError (one line: what needs it and the pip command) when it is not
+    installed. ``purpose``: what needs it, e.g. "the pYIN baseline"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = OPTIONAL_EXTRAS.get(module.split(".")[0])
+        how = f"pip install 'sot-ddsp[{extra}]'" if extra else f"pip install {module}"
+        raise UserError(f"{purpose} needs the Python package {module}, which is not installed: "
+                        f"{how}") from None
+
+
+def condense_argument_error(message: str) -> str:
+    """One line from a nested jsonargparse error: the full dotted key, then the innermost problem.
+
+    'Parser key "model.loss": ... Parser key "n_fft": Expected a <class 'int'>. Got value: abc'
+    becomes 'model.loss.terms.n_fft: expected int, got abc'; a YAML syntax error becomes
+    'cannot parse a config file: <problem> (line L, column C)'.
+    """
+    text = str(message)
+    keys = re.findall(r'Parser key "([^"]+)":', text)
+    class_paths = re.findall(r"Problem with given class_path '([^']+)':", text)
+    lines = [raw.strip() for raw in text.splitlines() if raw.strip()]
+    if lines and lines[0].startswith("Problems parsing config"):
+        problems = [line for line in lines[1:] if not line.startswith("in ")]
+        where = re.findall(r'line (\d+), column (\d+)', text)
+        position = f" (line {where[-1][0]}, column {where[-1][1]})" if where else ""
+        problem = problems[-1] if problems else one_line(lines[0].split(":", 1)[-1])
+        return f"cannot parse a config file: {problem}{position}; fix its YAML syntax"
+    union = re.search(r"Subtypes: \[(.*?)\]", text)
+    given = re.search(r"Given value: (.*?)(?:\. Got value:|$)", text, flags=re.MULTILINE)
+    if union and given:
+        types = re.findall(r"<class '(?:[\w.]*\.)?(\w+)'>", union.group(1))
+        detail = f"expected {' or '.join(types)}, got {given.group(1)}"
+    else:
+        details = []
+        for line in lines:
+            line = re.sub(r'^.*Parser key "[^"]+":\s*', "", line)
+            if not line or re.fullmatch(r"Problem with given class_path '.+':", line):
+                continue
+            if not line.startswith("- ") or not details:
+                details.append(line)
+        detail = details[-1] if details else one_line(text)
+        detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
+        detail = detail.replace("Got value:", "got")
+        if detail.startswith("File does not exist"):
+            detail = f"{detail}; check the path"
+    if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) \
+            and class_paths:
+        detail = f"cannot import class_path '{class_paths[-1]}' ({detail}); check its spelling"
+    where = ".".join(keys)
+    return f"{where}: {detail}" if where else detail
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested config mapping."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, node
+
+
+def describe_config_error(error: BaseException, config: Mapping[str, Any]) -> str:
+    """One line for an error raised while a config's classes were built, naming its key.
+
+    Our constructors say ``"<argument> must ..., got <value>"``; jsonargparse wraps those of a
+    subclass-mode component ("Does not validate against any of the Union subtypes") with the
+    component's class_path. The key is the config leaf with that argument's name (inside that
+    component, when named) whose value reads as the one reported, e.g.
+    'data.init_args.batch_size: batch_size must be an integer >= 1, got 0'.
+    """
+    text = str(error)
+    reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    reasons = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
+    message = reasons[0] if "Union subtypes" in text and reasons else one_line(text)
+    class_path = re.search(r"class_path='([^']+)'", text)
+    argument = re.match(r"(\w+) must\b", message)
+    if argument is None:
+        return message
+    got = re.search(r"got (.+?)(?:;|$)", message)
+    candidates = []
+    for key, value in _leaves(config):
+        if key.rsplit(".", 1)[-1] != argument.group(1):
+            continue
+        if class_path is not None:
+            component = key.rsplit(".init_args.", 1)[0]
+            if dict(_leaves(config)).get(f"{component}.class_path") != class_path.group(1):
+                continue
+        candidates.append((key, value))
+    if got is not None and len(candidates) > 1:
+        matching = [(k, v) for k, v in candidates if str(v) == got.group(1).strip()]
+        candidates = matching or candidates
+    return f"{candidates[0][0]}: {message}" if len(candidates) == 1 else message
+
+
+def describe_os_error(error: OSError) -> str | None:
+    """A one-line explanation for disk errors a user can fix, else None."""
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device{where}: free some space or write elsewhere"
+    if error.errno == errno.EROFS:
+        return f"the file system is read-only{where}: choose a writable output directory"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}: choose a directory you can write to"
+    if error.errno == errno.ENOENT:
+        return f"file not found{where}: check the path"
+    return None
+
+
+def run_cli_main(
+    main: Callable[[], Any], known_errors: tuple[type[BaseException], ...] = ()
+) -> None:
+    """Run an entry point; user mistakes exit 2 with one line on stderr and no traceback.
+
+    ``UserError``, ``ValueError`` (raised by our constructors for bad settings) and the given
+    ``known_errors`` are user mistakes; disk-full, read-only and permission errors are too.
+    Anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from jsonargparse import ArgumentError
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    program = Path(sys.argv[0]).name
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except SIGTERMException:
+        print(f"{program}: terminated (SIGTERM); run the same command again to resume",
+              file=sys.stderr)
+        sys.exit(EXIT_TERMINATED)
+    except ArgumentError as error:
+        print(f"{program}: error: {condense_argument_error(str(error))}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except (UserError, ValueError, *known_errors) as error:
+        print(f"{program}: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as error:
+        # an OSError without errno was raised by our own code with a one-line message
+        described = describe_os_error(error) if error.errno is not None else one_line(error)
+        if described is None:
+            raise
+        print(f"{program}: error: {described}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def console_script(
+    main: Callable[[], Any], known_errors: tuple[type[BaseException], ...] = ()
+) -> Callable[[], None]:
+    """The function a console script calls (``pyproject.toml`` ``[project.scripts]``): ``main()``
+    (its arguments from ``sys.argv``) through ``run_cli_main`` with ``known_errors``."""
+
+    def cli() -> None:
+        run_cli_main(main, known_errors)
+
+    cli.__doc__ = f"The console script: ``{main.__module__}.main`` with one-line errors."
+    return cli

@@ -1,0 +1,132 @@
+"""Where a training run lives and what its files are called: the contract between train.py,
+sweep.py, eval_paper.py and the checkpoint loader. Imports no torch (hydra's sweeper plugin
+reads it at every hydra start).
+
+    <checkpoint_root>/<experiment>/<experiment>-<seed>/
+        train_config.yaml        the full resolved config (replayable with --config)
+        checkpoints/best-lsd-<epoch>-<step>.ckpt, checkpoints/last.ckpt
+        test_metrics.json        the test of the best checkpoint
+        curves.csv, curves.png   training and validation curves
+        test_f0.png              predicted against true f0 on the test split
+        wandb_run_id             the W&B run id, kept across resumes
+        logs/                    W&B (offline), CSV or TensorBoard logs
+        done                     the run finished
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import json
+from pathlib import Path
+
+# The package's own files (configs, weights), wherever it is installed.
+PACKAGE_DIR = Path(str(importlib.resources.files("sotddsp")))
+# The checkout the package sits in when installed editable (reference-runs/, scripts/); a
+# non-editable install has none, and nothing in the package needs it.
+REPO = PACKAGE_DIR.parent
+# The experiment configs, package data (``paper-experiments/`` in a checkout links here).
+EXPERIMENTS_DIR = PACKAGE_DIR / "configs"
+BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
+PRESETS_DIR = EXPERIMENTS_DIR / "presets"
+
+CONFIG_FILE = "train_config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT_TEMPLATE = "best-lsd-{epoch}-{step}"  # ModelCheckpoint's filename
+BEST_CHECKPOINT_GLOB = "best-lsd-*.ckpt"
+TEST_METRICS_FILE = "test_metrics.json"
+CURVES_FILE = "curves.csv"  # training and validation curves (training_callbacks.MetricsHistory)
+CURVES_FIGURE = "curves.png"
+TEST_F0_FIGURE = "test_f0.png"  # predicted against true f0 on the test split, after the test
+WANDB_ID_FILE = "wandb_run_id"
+LOGS_DIR = "logs"  # the loggers' save_dir
+DONE_MARKER = "done"
+# The key under which a checkpoint embeds its run's config (YAML text).
+CONFIG_KEY = "sot_train_config"
+
+# Exit statuses of the entry points.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a bug, or a sweep whose runs did not all finish
+EXIT_USER_ERROR = 2  # a mistake in the user's input: one line on stderr
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM: run the same command again to resume
+
+__all__ = [
+    "BASE_CONFIG",
+    "BEST_CHECKPOINT_GLOB",
+    "BEST_CHECKPOINT_TEMPLATE",
+    "CHECKPOINT_DIR",
+    "CONFIG_FILE",
+    "CONFIG_KEY",
+    "CURVES_FIGURE",
+    "CURVES_FILE",
+    "DONE_MARKER",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USER_ERROR",
+    "EXPERIMENTS_DIR",
+    "PACKAGE_DIR",
+    "PRESETS_DIR",
+    "LAST_CHECKPOINT",
+    "LOGS_DIR",
+    "REPO",
+    "TEST_F0_FIGURE",
+    "TEST_METRICS_FILE",
+    "WANDB_ID_FILE",
+    "best_checkpoints",
+    "checkpoint_step",
+    "experiment_config",
+    "known_experiments",
+    "run_directory",
+    "tested_checkpoint",
+]
+
+
+def run_directory(checkpoint_root: str | Path, experiment: str, seed: int) -> Path:
+    """``<checkpoint_root>/<experiment>/<experiment>-<seed>``, the original README's tree."""
+    return Path(checkpoint_root) / experiment / f"{experiment}-{seed}"
+
+
+def _experiment_files() -> dict[str, Path]:
+    """{name: file} of every experiment config: the YAML files of the configs folder and of its
+    sub-folders (e.g. ``beyond/``), except base.yaml and the presets."""
+    files: dict[str, Path] = {}
+    for path in sorted(EXPERIMENTS_DIR.rglob("*.yaml")):
+        if path == BASE_CONFIG or PRESETS_DIR in path.parents:
+            continue
+        files.setdefault(path.stem, path)
+    return files
+
+
+def known_experiments() -> list[str]:
+    """Experiment names: the file names (without .yaml) of ``experiment_config``'s files."""
+    return sorted(_experiment_files())
+
+
+def experiment_config(experiment: str) -> Path:
+    """The config file of an experiment: ``paper-experiments/<experiment>.yaml``, or
+    ``paper-experiments/<sub-folder>/<experiment>.yaml`` (package data: ``sotddsp/configs/``).
+    An unknown name gives the path it would have at the top of the folder."""
+    return _experiment_files().get(experiment, EXPERIMENTS_DIR / f"{experiment}.yaml")
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step in a best checkpoint's name (``BEST_CHECKPOINT_TEMPLATE``: ...-<step>.ckpt)."""
+    return int(Path(path).stem.rsplit("-", 1)[-1])
+
+
+def best_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's best-validation checkpoints (``checkpoints/best-lsd-*.ckpt``), oldest step first."""
+    return sorted((Path(run_dir) / CHECKPOINT_DIR).glob(BEST_CHECKPOINT_GLOB), key=checkpoint_step)
+
+
+def tested_checkpoint(run_dir: str | Path) -> str | None:
+    """The name of the checkpoint the run tested (``test_metrics.json``), or None when the file is
+    missing, unreadable or names none."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name = json.loads((Path(run_dir) / TEST_METRICS_FILE).read_text()).get("checkpoint")
+        return name if isinstance(name, str) else None
+    return None
