@@ -70,6 +70,8 @@ PER_RUN_ENVIRONMENT = ("WANDB_RUN_ID", "WANDB_NAME")
 EXIT_RUN_FAILED = EXIT_FAILED
 
 log = logging.getLogger("sweep")
+# The name errors start with: the command as started (``cli``): sweep.py, or sotddsp-sweep.
+_program = "sweep.py"
 
 
 class SweepError(ValueError):
@@ -262,7 +264,7 @@ def main(cfg: DictConfig) -> str:
 
 
 def _fail(message: str, status: int = EXIT_USER_ERROR) -> NoReturn:
-    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    print(f"{_program}: error: {message}", file=sys.stderr)
     sys.exit(status)
 
 
@@ -441,6 +443,8 @@ def hydra_arguments(argv: list[str]) -> list[str]:
 
 def cli() -> None:
     """Entry point: `python sweep.py [--dry-run] [hydra overrides] [-- train.py arguments]`."""
+    global _program
+    _program = Path(sys.argv[0]).name
     try:
         sys.argv = [sys.argv[0], *hydra_arguments(sys.argv[1:])]
     except SweepError as error:

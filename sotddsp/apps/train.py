@@ -1,14 +1,14 @@
 """Train a harmonic autoencoder from YAML, then test it with its best-validation-LSD checkpoint.
 
     python train.py --config paper-experiments/SOT-2048.yaml --seed_everything 123
-    sotddsp-train --config paper-experiments/SOT-2048.yaml     # installed (the same command)
+    sotddsp-train --config SOT-2048 --config presets/debug     # installed, from any directory
 
 `paper-experiments/base.yaml` is always read first; an experiment file holds only what differs.
 Any key can be overridden on the command line (`--model.temperature 0.2`). Each run writes
 `<checkpoint_root>/<experiment>/<experiment>-<seed>/` (run_layout.py) with `train_config.yaml`
 (replayable with `--config`), `checkpoints/best-lsd-*.ckpt`, `checkpoints/last.ckpt`,
 `test_metrics.json` and a `done` marker. Running the same command again resumes from
-`last.ckpt`, or does nothing if done. The config schema is experiment_cli.py's.
+`last.ckpt`, or does nothing if done. The config schema is sotddsp/model/cli.py's.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
 from sotddsp.core.class_paths import upgrade_config
 from sotddsp.core.command_line import UserError, console_script, one_line
 from sotddsp.core.run_layout import (
+    CHECKOUT_CONFIGS,
     CHECKPOINT_DIR,
     CURVES_FIGURE,
     CURVES_FILE,
     DONE_MARKER,
+    EXPERIMENTS_DIR,
     LAST_CHECKPOINT,
     LOGS_DIR,
     TEST_F0_FIGURE,
     TEST_METRICS_FILE,
     WANDB_ID_FILE,
+    experiment_config,
+    known_experiments,
 )
 from sotddsp.model.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
 from sotddsp.model.checkpoints import CheckpointError, read_checkpoint
@@ -193,13 +197,30 @@ def write_run_figures(run_dir: Path, experiment: str, seed: int,
     atomic_write_bytes(run_dir / TEST_F0_FIGURE, figure_png(figure))
 
 
-def upgrade_config_files(args: list[str], directory: Path) -> list[str]:
-    """``args`` with each existing ``--config`` file checked and, if it names classes by their old
-    paths (``class_paths.upgrade_config``: a run's train_config.yaml written before the package),
-    replaced by an upgraded copy in ``directory``.
+def config_file(value: str) -> Path | None:
+    """The file a ``--config`` value names: an existing path; else an experiment's name
+    (``SOT-2048``) or a path under ``paper-experiments/`` (``paper-experiments/presets/debug.yaml``,
+    ``presets/debug``), taken from the package's configs, so that an install's command works from
+    any directory; None for anything else (inline YAML, or a missing file left to the parser)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if value in known_experiments():
+        return experiment_config(value)
+    relative = value.removeprefix(f"{CHECKOUT_CONFIGS}/")
+    for candidate in (EXPERIMENTS_DIR / relative, EXPERIMENTS_DIR / f"{relative}.yaml"):
+        if candidate.is_file() and candidate.resolve().is_relative_to(EXPERIMENTS_DIR.resolve()):
+            return candidate
+    return None
 
-    Each such file must be valid YAML (jsonargparse's message names no file). A missing one is
-    left to the parser, as ``--config`` also takes inline YAML."""
+
+def resolve_config_files(args: list[str], directory: Path) -> list[str]:
+    """``args`` with each ``--config`` value resolved (``config_file``), checked and, if it names
+    classes by their old paths (``class_paths.upgrade_config``: a run's train_config.yaml written
+    before the package), replaced by an upgraded copy in ``directory``.
+
+    Each file must be valid YAML (jsonargparse's message names no file). A value that names no
+    file is left to the parser, as ``--config`` also takes inline YAML."""
     out = list(args)
     for i, arg in enumerate(args):
         if arg == "--config" and i + 1 < len(args):
@@ -208,9 +229,10 @@ def upgrade_config_files(args: list[str], directory: Path) -> list[str]:
             index, value, prefix = i, arg.split("=", 1)[1], "--config="
         else:
             continue
-        path = Path(value)
-        if not path.is_file():
+        path = config_file(value)
+        if path is None:
             continue
+        out[index] = prefix + str(path)
         try:
             config = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
@@ -230,7 +252,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     """Entry point: parse, build, train, test. Returns the test metrics."""
     torch.set_float32_matmul_precision("high")
     with tempfile.TemporaryDirectory(prefix="train-configs-") as tmp:
-        argv = upgrade_config_files(sys.argv[1:] if args is None else list(args), Path(tmp))
+        argv = resolve_config_files(sys.argv[1:] if args is None else list(args), Path(tmp))
         cli = build_cli(argv)
     return train_and_test(cli)
 

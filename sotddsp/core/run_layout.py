@@ -27,6 +27,7 @@ PACKAGE_DIR = Path(str(importlib.resources.files("sotddsp")))
 REPO = PACKAGE_DIR.parent
 # The experiment configs, package data (``paper-experiments/`` in a checkout links here).
 EXPERIMENTS_DIR = PACKAGE_DIR / "configs"
+CHECKOUT_CONFIGS = "paper-experiments"  # the name a checkout and its docs give that folder
 BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
 PRESETS_DIR = EXPERIMENTS_DIR / "presets"
 
@@ -36,7 +37,7 @@ LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT_TEMPLATE = "best-lsd-{epoch}-{step}"  # ModelCheckpoint's filename
 BEST_CHECKPOINT_GLOB = "best-lsd-*.ckpt"
 TEST_METRICS_FILE = "test_metrics.json"
-CURVES_FILE = "curves.csv"  # training and validation curves (training_callbacks.MetricsHistory)
+CURVES_FILE = "curves.csv"  # training and validation curves (model/callbacks.py MetricsHistory)
 CURVES_FIGURE = "curves.png"
 TEST_F0_FIGURE = "test_f0.png"  # predicted against true f0 on the test split, after the test
 WANDB_ID_FILE = "wandb_run_id"
@@ -56,6 +57,7 @@ __all__ = [
     "BASE_CONFIG",
     "BEST_CHECKPOINT_GLOB",
     "BEST_CHECKPOINT_TEMPLATE",
+    "CHECKOUT_CONFIGS",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
     "CONFIG_KEY",

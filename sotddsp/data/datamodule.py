@@ -1,5 +1,5 @@
 """The LightningDataModule of preloaded data-set files (the synthetic set and the real-instrument
-set, both in data_files.py's format): per-waveform peak normalization, batches as dicts, and the
+set, both in files.py's format): per-waveform peak normalization, batches as dicts, and the
 paper's unshuffled training loader (shuffling per (seed, epoch) as an option).
 """
 

@@ -17,7 +17,7 @@ after the scheduled note-on), past the attack. Excerpts quieter than ``min_rms_d
 
 True f0: the MIDI note in equal temperament, f0 = 440 * 2 ** ((note - 69) / 12) Hz.
 
-File format: the synthetic set's (``data_files.save_dataset``): ``test_tensors`` holds every
+File format: the synthetic set's (``files.save_dataset``): ``test_tensors`` holds every
 excerpt (float32 [N, n_samples], not normalized; the loader scales each to peak 0.9),
 ``test_thetas["frequency"]`` [N, 1] Hz, ``test_thetas["weights"]`` [N, 8] zeros (a real
 instrument's harmonic amplitudes are unknown). ``train`` and ``val`` hold copies of the first

@@ -322,7 +322,7 @@ def _render(synth: HarmonicSynth, amplitudes: Tensor, f0_frames: Tensor,
 
 
 def generate_dataset(settings: SynthSettings = SynthSettings()) -> dict[str, Any]:
-    """Generate the synthetic harmonic data set (data_files.py's format), deterministically.
+    """Generate the synthetic harmonic data set (files.py's format), deterministically.
 
     Per example (torch.Generator seeded with ``settings.seed``): f0 ~ U[f0_min, f0_max] Hz;
     n_active ~ U{min_harmonics..n_harmonics}; weights[k] ~ U[amp_min, amp_max] for the

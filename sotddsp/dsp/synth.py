@@ -31,7 +31,7 @@ __all__ = [
 
 
 def _periodic_hann(n: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
-    # Computed in float64 (models.spectral.get_window returns the default dtype).
+    # Computed in float64 (spectral.get_window returns the default dtype).
     j = torch.arange(n, dtype=torch.float64, device=device)
     return torch.sin(math.pi * j / n).pow(2).to(dtype)
 

@@ -9,7 +9,7 @@ authors' (like PESTO's loader.py). eval_paper.py, estimate.py and the demo load 
 Our checkpoints load with ``torch.load(weights_only=True)`` and embed their run's config (under
 ``run_layout.CONFIG_KEY``); the authors' pickle their own classes and are read through
 original_format.py's restricted unpickler, their config translated and their weights renamed.
-Either way the model is rebuilt by ``experiment_cli.build_cli`` from the config.
+Either way the model is rebuilt by ``cli.build_cli`` from the config.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _cli_error(stderr_text: str) -> str:
 
 
 def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_root: Path) -> Any:
-    """``experiment_cli.build_cli`` for evaluation (no logger, a throwaway checkpoint_root).
+    """``cli.build_cli`` for evaluation (no logger, a throwaway checkpoint_root).
 
     Raises ConfigError (one line) when the config does not parse or its classes do not build;
     jsonargparse's own usage message is swallowed.

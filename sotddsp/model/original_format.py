@@ -7,7 +7,7 @@ Their runs are laid out like ours (``checkpoints/<experiment>/<run>/train_config
 - ``train_config.yaml`` is a Lightning 1.x config of their classes (``encoder.PESTOEncoder``,
   ``synths.Sinusoidal``, ``losses.MixOfLosses``, ``losses.MSSLoss``, ``losses.Wasserstein1D``).
   :func:`translate_config` turns it into a config of our classes that
-  ``experiment_cli.build_cli`` accepts; anything we cannot reproduce raises
+  ``cli.build_cli`` accepts; anything we cannot reproduce raises
   :class:`OriginalFormatError` (one line).
 - Their checkpoints pickle their encoder, decoder and loss objects in ``hyper_parameters``,
   so ``torch.load`` fails without their modules. :func:`restricted_torch_load` unpickles with
@@ -237,7 +237,7 @@ def translate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     SpectralOTLoss with limit_quantile_range -> cutoff, log_scaled_x -> log_frequency, p, and
     n_fft / hop_length / window from model.transform), optimizer, data path and batch size,
     sample_rate, trainer step limits, ``experiment`` from ``group`` and ``seed_everything``.
-    Returns a dict that, dumped as YAML, ``experiment_cli.build_cli(["--config", file])`` accepts
+    Returns a dict that, dumped as YAML, ``cli.build_cli(["--config", file])`` accepts
     (paper-experiments/base.yaml supplies everything else). Raises OriginalFormatError.
     """
     if not is_original_config(config):

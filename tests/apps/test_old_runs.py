@@ -116,3 +116,19 @@ def test_an_old_train_config_replays(tiny_data_path: Path, tmp_path: Path) -> No
                           *_common(tiny_data_path, tmp_path)[2:]])
     assert math.isfinite(results["lsd"])
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_config_values_name_files_experiments_or_the_packages_configs(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """An install has no paper-experiments/ folder: ``--config SOT-2048``, ``presets/debug``
+    and ``paper-experiments/...`` resolve to the package's configs from any directory; an
+    existing file wins; inline YAML is left alone."""
+    monkeypatch.chdir(tmp_path)
+    assert train.config_file("SOT-2048") == experiment_config("SOT-2048")
+    assert train.config_file("presets/debug") == PRESETS_DIR / "debug.yaml"
+    assert train.config_file("paper-experiments/presets/debug.yaml") == PRESETS_DIR / "debug.yaml"
+    assert train.config_file("paper-experiments/SOT-512.yaml") == experiment_config("SOT-512")
+    assert train.config_file("{trainer: {max_steps: 3}}") is None
+    assert train.config_file("paper-experiments/../../pyproject.toml") is None
+    (tmp_path / "SOT-2048").write_text("trainer: {max_steps: 3}\n")
+    assert train.config_file("SOT-2048") == Path("SOT-2048")

@@ -42,15 +42,17 @@ def _sweep(cwd: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedP
 def _planned(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
     """The train.py command lines a dry run printed, split as the shell would."""
     assert result.returncode == 0, result.stderr
-    return [shlex.split(line) for line in result.stdout.splitlines() if "train.py" in line]
+    return [shlex.split(line) for line in result.stdout.splitlines()
+            if sweep.TRAIN_MODULE in line]
 
 
 def _expected_command(experiment: str, seed: int, root: Path, *args: str) -> list[str]:
     return [
         sys.executable,
-        str(REPO / "train.py"),
+        "-m",
+        "sotddsp.apps.train",
         "--config",
-        str(REPO / "paper-experiments" / f"{experiment}.yaml"),
+        str(run_layout.experiment_config(experiment)),
         *args,
         "--experiment",
         experiment,
@@ -312,11 +314,12 @@ sys.exit(0 if mode in ("done", "undone") else 3)
 
 @pytest.fixture
 def fake_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """train.py replaced by a script that records how it was started (seen.json in its run
+    """train.py's module replaced by one that records how it was started (seen.json in its run
     directory) and ends as FAKE_TRAIN_MODE says."""
     script = tmp_path / "fake_train.py"
     script.write_text(FAKE_TRAIN)
-    monkeypatch.setattr(sweep, "TRAIN_SCRIPT", script)
+    monkeypatch.setattr(sweep, "TRAIN_MODULE", "fake_train")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # where the child finds it
     monkeypatch.setenv("WANDB_RUN_ID", "shared-by-accident")
     return script
 
@@ -328,7 +331,7 @@ def test_run_training_runs_the_command_from_cwd_and_checks_done(
     monkeypatch.setenv("FAKE_TRAIN_MODE", "done")
     sweep.run_training(run, cwd=tmp_path)
     seen = json.loads((run.run_dir / "seen.json").read_text())
-    assert seen["argv"] == [str(fake_train), *run.command(sys.executable)[2:]]
+    assert seen["argv"] == [str(fake_train), *run.command(sys.executable)[3:]]
     assert seen["cwd"] == str(tmp_path)
     assert seen["wandb_run_id"] is None  # each run keeps its own W&B id, never a shared one
     assert sorted(seen["ignored"]) == ["SIGUSR1", "SIGUSR2"]  # requeue signals are the parent's
