@@ -287,7 +287,7 @@ def _csv_text(track: dict[str, np.ndarray]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="estimate.py", description=__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("paths", type=Path, nargs="+", metavar="[CHECKPOINT] AUDIO",
                    help="a train.py checkpoint (.ckpt; default: the model shipped in the package), "
                         "then a WAV, FLAC or OGG file")

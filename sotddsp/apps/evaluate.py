@@ -189,7 +189,6 @@ def code_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (bad arguments raise UserError: one line, exit 2)."""
     parser = OneLineArgumentParser(
-        prog="eval_paper.py",
         description="Evaluate every run under --root on the test split and write the paper table.",
     )
     parser.add_argument("--root", type=Path, default=Path("checkpoints"),

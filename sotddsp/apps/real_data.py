@@ -73,7 +73,7 @@ def ensure_renderer(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog="real_data.py", description=real.__doc__.split("\n\n")[0])
+    p = OneLineArgumentParser(description=real.__doc__.split("\n\n")[0])
     p.add_argument(
         "--out",
         type=Path,

@@ -27,7 +27,6 @@ __all__ = ["build_parser", "cli", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """One option per ``SynthSettings`` field (--n-examples, --f0-min, ...), plus --out."""
     parser = OneLineArgumentParser(
-        prog="synthetic_data.py",
         description="Generate the paper's synthetic harmonic data set (defaults reproduce it).",
     )
     for f in dataclasses.fields(SynthSettings):
