@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
@@ -39,6 +41,7 @@ from sotddsp.core.command_line import positive_int, run_cli_main
 from sotddsp.core.result_tables import csv_text
 from sotddsp.core.run_layout import experiment_config
 from sotddsp.dsp.spectral import hz_to_midi, midi_to_hz
+from sotddsp.dsp.synth import HarmonicSynth
 from sotddsp.model.cli import build_cli
 from sotddsp.model.encoder import exp_sigmoid
 
@@ -61,9 +64,37 @@ def targets(n_targets: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return f0.float(), amps.float()
 
 
-def fit(model, target_audio: torch.Tensor, true_amps: torch.Tensor, start_midi: torch.Tensor,
-        learn_amplitudes: bool, steps: int, lr: float, amplitude_lr: float) -> torch.Tensor:
-    """Adam on the experiment's loss; returns the final f0 (B,) in Hz."""
+def start_batch(n_targets: int, seed: int, offsets_octaves: np.ndarray = OFFSETS_OCTAVES
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (target, offset) pair as one signal, target-major: (f0 (M,) Hz, amplitudes (M, 20)
+    with the target's 8 then zeros, starting MIDI number (M,)), M = n_targets * len(offsets)."""
+    f0_true, amps8 = targets(n_targets, seed)
+    n_offsets = len(offsets_octaves)
+    f0_batch = f0_true.repeat_interleave(n_offsets)
+    amps_batch = torch.zeros(f0_batch.shape[0], N_HARMONICS)
+    amps_batch[:, :8] = amps8.repeat_interleave(n_offsets, dim=0)
+    offsets = torch.tensor(np.asarray(offsets_octaves), dtype=torch.float32).repeat(n_targets)
+    return f0_batch, amps_batch, hz_to_midi(f0_batch) + 12.0 * offsets
+
+
+def render_targets(f0_batch: torch.Tensor, amps_batch: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target audio (M, N), true amplitudes (M, 20)): rendered as the data set renders (the
+    synth without roll-off, 4096 samples) and scaled to a peak of 0.9; the amplitudes scaled
+    alike, so that the prediction at the true f0 equals the target."""
+    with torch.no_grad():
+        rendered = HarmonicSynth(n_samples=N_SAMPLES)(
+            amps_batch[:, None, :8].expand(-1, N_FRAMES, 8).contiguous(),
+            f0_batch[:, None, None].expand(-1, N_FRAMES, 1).contiguous())
+        scale = 0.9 / rendered.abs().amax(-1, keepdim=True)  # (B, 1), as the data set's peak
+    return rendered * scale, amps_batch * scale
+
+
+def fit(synth: nn.Module, loss: nn.Module, target_audio: torch.Tensor, true_amps: torch.Tensor,
+        start_midi: torch.Tensor, learn_amplitudes: bool, steps: int, lr: float,
+        amplitude_lr: float, on_step: Callable[[], object] | None = None) -> torch.Tensor:
+    """Adam on ``loss(synth(...), target_audio)``; returns the final f0 (B,) in Hz. ``on_step``
+    is called after every step (a progress bar's update)."""
     midi = start_midi.clone().requires_grad_()
     groups = [{"params": [midi], "lr": lr}]
     if learn_amplitudes:
@@ -76,26 +107,33 @@ def fit(model, target_audio: torch.Tensor, true_amps: torch.Tensor, start_midi: 
     for _ in range(steps):
         amps = exp_sigmoid(logits) if learn_amplitudes else true_amps
         f0 = midi_to_hz(midi)
-        audio = model.synth(amps[:, None, :].expand(batch, N_FRAMES, N_HARMONICS),
-                            f0[:, None, None].expand(batch, N_FRAMES, 1))
+        audio = synth(amps[:, None, :].expand(batch, N_FRAMES, N_HARMONICS),
+                      f0[:, None, None].expand(batch, N_FRAMES, 1))
         # the mean over the batch times B: each signal's parameters get its own loss's gradient
-        loss = model.loss(audio, target_audio) * batch
+        value = loss(audio, target_audio) * batch
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         optimizer.step()
+        if on_step is not None:
+            on_step()
     return midi_to_hz(midi.detach())
+
+
+def offset_rows(final: torch.Tensor, f0_batch: torch.Tensor, n_targets: int,
+                offsets_octaves: np.ndarray = OFFSETS_OCTAVES) -> list[dict]:
+    """One row per starting offset: the fraction of targets whose final f0 (M,) lies within 50
+    cents of the true f0 (M,), and the median final |error| in cents."""
+    cents = (1200 * torch.log2(final / f0_batch)).abs().reshape(n_targets, len(offsets_octaves))
+    return [{"offset_octaves": float(offset),
+             "within_50_cents": float((cents[:, j] < TOLERANCE_CENTS).float().mean()),
+             "median_error_cents": float(cents[:, j].median())}
+            for j, offset in enumerate(offsets_octaves)]
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
-    f0_true, amps8 = targets(args.targets, args.seed)
-    n_offsets = len(OFFSETS_OCTAVES)
-    # every (target, offset) pair is one signal of the batch
-    f0_batch = f0_true.repeat_interleave(n_offsets)
-    amps_batch = torch.zeros(f0_batch.shape[0], N_HARMONICS)
-    amps_batch[:, :8] = amps8.repeat_interleave(n_offsets, dim=0)
-    offsets = torch.tensor(OFFSETS_OCTAVES, dtype=torch.float32).repeat(args.targets)
-    start_midi = hz_to_midi(f0_batch) + 12.0 * offsets
+    f0_batch, amps_batch, start_midi = start_batch(args.targets, args.seed)
+    target_audio, true_amps = render_targets(f0_batch, amps_batch)
     rows = []
     progress = tqdm(total=len(LOSSES) * len(MODES), desc="f0 descent", unit="fit")
     for experiment in LOSSES:
@@ -103,28 +141,24 @@ def run(args: argparse.Namespace) -> list[dict]:
             "--config", str(experiment_config(experiment)), "--checkpoint_root", args.tmp,
             "--trainer.logger", "false", "--trainer.accelerator", "cpu",
         ]).model
-        with torch.no_grad():
-            rendered = model.synth.__class__(n_samples=N_SAMPLES)(  # the data set's renderer
-                amps_batch[:, None, :8].expand(-1, N_FRAMES, 8).contiguous(),
-                f0_batch[:, None, None].expand(-1, N_FRAMES, 1).contiguous())
-            scale = 0.9 / rendered.abs().amax(-1, keepdim=True)  # (B, 1), as the data set's peak
-            target_audio = rendered * scale
-        true_amps = amps_batch * scale
         for mode in MODES:
             progress.set_postfix_str(f"{experiment}, {mode}")
-            final = fit(model, target_audio, true_amps, start_midi, mode == MODES[1],
-                        args.steps, args.lr, args.amplitude_lr)
-            cents = (1200 * torch.log2(final / f0_batch)).abs().reshape(args.targets, n_offsets)
-            for j, offset in enumerate(OFFSETS_OCTAVES):
-                errors = cents[:, j]
-                rows.append({
-                    "loss": experiment, "mode": mode, "offset_octaves": float(offset),
-                    "within_50_cents": float((errors < TOLERANCE_CENTS).float().mean()),
-                    "median_error_cents": float(errors.median()),
-                })
+            final = fit(model.synth, model.loss, target_audio, true_amps, start_midi,
+                        mode == MODES[1], args.steps, args.lr, args.amplitude_lr)
+            rows += [{"loss": experiment, "mode": mode, **row}
+                     for row in offset_rows(final, f0_batch, args.targets)]
             progress.update()
     progress.close()
     return rows
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fit's settings: --steps, --targets, --lr, --amplitude-lr, --seed."""
+    parser.add_argument("--steps", type=positive_int, default=300)
+    parser.add_argument("--targets", type=positive_int, default=12)
+    parser.add_argument("--lr", type=float, default=0.1, help="Adam lr of f0 (semitones)")
+    parser.add_argument("--amplitude-lr", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def markdown(rows: list[dict], offsets_shown: tuple[float, ...]) -> str:
@@ -174,11 +208,7 @@ def figure(rows: list[dict]) -> bytes:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=positive_int, default=300)
-    parser.add_argument("--targets", type=positive_int, default=12)
-    parser.add_argument("--lr", type=float, default=0.1, help="Adam lr of f0 (semitones)")
-    parser.add_argument("--amplitude-lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
+    add_fit_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("results") / "f0_descent")
     args = parser.parse_args(argv)
     import tempfile

@@ -9,11 +9,11 @@ import importlib
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from helpers.entrypoints import REPO, environment, run_python
 from setuptools import find_namespace_packages
 

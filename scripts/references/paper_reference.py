@@ -83,13 +83,30 @@ def numpy_decoder(
 # ---------------------------------------------------------------------------------- losses
 
 
-def numpy_power_frames(audio: np.ndarray, n_fft: int, hop: int, window: str) -> np.ndarray:
-    """|STFT|^2 (frames, F) of a 1-D float64 signal: end-padded, not centered, / sqrt(n_fft)."""
-    n_frames = math.ceil(len(audio) / hop)
-    padded = np.zeros((n_frames - 1) * hop + n_fft)
-    padded[: len(audio)] = audio
-    w = scipy.signal.get_window(window, n_fft)
-    frames = np.stack([padded[t * hop : t * hop + n_fft] * w for t in range(n_frames)])
+def numpy_frames(audio: np.ndarray, n_fft: int, hop: int, framing: str = "padded") -> np.ndarray:
+    """The STFT's frames (T, n_fft) of a 1-D signal, not windowed, starting every ``hop`` samples:
+    "padded" (the paper's): zeros appended up to (ceil(N / hop) - 1) hop + n_fft samples;
+    "full": the signal as it is, only frames that fit inside it; "centered": the signal
+    reflect-padded by n_fft // 2 on both sides (np.pad's "reflect": the edge sample not
+    repeated), as torch.stft(center=True, pad_mode="reflect")."""
+    if framing == "padded":
+        signal = np.zeros((math.ceil(len(audio) / hop) - 1) * hop + n_fft)
+        signal[: len(audio)] = audio
+    elif framing == "full":
+        signal = audio
+    elif framing == "centered":
+        signal = np.pad(audio, n_fft // 2, mode="reflect")
+    else:
+        raise ValueError(f"unknown framing {framing!r}")
+    return np.stack([signal[s : s + n_fft] for s in range(0, len(signal) - n_fft + 1, hop)])
+
+
+def numpy_power_frames(
+    audio: np.ndarray, n_fft: int, hop: int, window: str, framing: str = "padded"
+) -> np.ndarray:
+    """|STFT|^2 (frames, F) of a 1-D float64 signal, framed by ``numpy_frames`` (default: the
+    paper's, end-padded, not centered), periodic window, / sqrt(n_fft)."""
+    frames = numpy_frames(audio, n_fft, hop, framing) * scipy.signal.get_window(window, n_fft)
     return np.abs(np.fft.rfft(frames, axis=-1) / math.sqrt(n_fft)) ** 2
 
 

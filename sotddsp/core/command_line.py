@@ -5,7 +5,8 @@ traceback. Imports no torch (hydra's sweeper plugin reads it at every hydra star
 - ``UserError``: a mistake in the user's input;
 - ``run_cli_main``: runs an entry point and turns known mistakes into that one line;
   ``console_script``: the function a console script (and a checkout's thin script) calls;
-- ``OneLineArgumentParser`` and ``positive_int``: argparse with one-line errors;
+- ``OneLineArgumentParser``, ``positive_int`` and ``non_negative_int``: argparse with one-line
+  errors;
 - ``optional_import``: a package of an optional extra, or one line saying how to install it;
 - ``one_line``, ``condense_argument_error``, ``describe_config_error``, ``describe_os_error``:
   the one-line forms of an exception, a jsonargparse parse error, an error raised while
@@ -34,6 +35,7 @@ __all__ = [
     "console_script",
     "describe_config_error",
     "describe_os_error",
+    "non_negative_int",
     "one_line",
     "optional_import",
     "positive_int",
@@ -60,17 +62,25 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise UserError(one_line(message))
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int_at_least(text: str, minimum: int, kind: str) -> int:
+    """``text`` as an integer >= ``minimum``; argparse.ArgumentTypeError "must be <kind>, got ..."."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text}")
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0, "an integer >= 0")
 # The optional extra that provides each optional package (pyproject.toml).
 OPTIONAL_EXTRAS = {"librosa": "audio", "mido": "audio"}
 

@@ -4,6 +4,11 @@ rebuilt, tested or restyled from a CSV alone.
 
 A run record has ``experiment``, ``source`` ("ours", "original" for the authors' checkpoints, or
 "baseline"), and metrics: ``lsd``, ``rpa`` and ``rca`` (fractions), ``od`` (octaves), ...
+
+The short-budget study (scripts/short_budget.py) has its own pure part here: the localization
+rule ``LOCALIZE_MAX_MEDIAN_CENTS``, ``wilson_interval``, ``seed_row`` (a run's test metrics as a
+seeds.csv row, ``SEED_COLUMNS``), ``seed_outcomes`` (per experiment: how many seeds localize,
+with a 95 % Wilson interval, and the spread of the median error) and its Markdown.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,27 +27,35 @@ __all__ = [
     "BASELINE_NAME",
     "CORE_METRICS",
     "DASH",
+    "LOCALIZE_MAX_MEDIAN_CENTS",
     "RUN_COLUMNS",
+    "SEED_COLUMNS",
     "SOURCE_BASELINE",
     "SOURCE_ORIGINAL",
     "SOURCE_OURS",
     "TABLE_COLUMNS",
     "Cell",
     "Column",
+    "SeedOutcome",
     "Skipped",
     "TableRow",
     "breakdown_markdown",
     "csv_text",
     "family_rows_table",
     "label",
+    "localizes",
     "mark_best",
     "render_family_markdown",
     "render_latex",
     "render_markdown",
+    "render_seed_outcomes_markdown",
     "runs_csv",
+    "seed_outcomes",
+    "seed_row",
     "summarize",
     "table_cells",
     "table_csv",
+    "wilson_interval",
 ]
 
 CORE_METRICS = ("lsd", "rpa", "rca", "od", "mse", "mss", "loss", "median_cents_error",
@@ -348,3 +362,142 @@ def breakdown_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The short-budget study: the outcome distribution over seeds
+# ----------------------------------------------------------------------------------------------
+
+LOCALIZE_MAX_MEDIAN_CENTS = 100.0
+"""The localization rule, fixed before any short-budget result was looked at (issue 19, part A):
+a seed localizes when its test median |error| is <= 100 cents. The median is over every frame
+(16 per example) of the 400 test examples, tested with the run's best-validation-LSD checkpoint
+(``metrics.median_cents_error``, the ``median_cents_error`` of test_metrics.json)."""
+
+SEED_COLUMNS = ("experiment", "seed", "steps", "rpa", "rca", "median_abs_cents",
+                "median_signed_cents", "within_50", "within_100", "log_f0_corr", "median_pred_hz")
+# seeds.csv column <- test_metrics.json key, and the factor applied (fractions become %).
+_SEED_METRICS = {
+    "rpa": ("rpa", 100.0),
+    "rca": ("rca", 100.0),
+    "median_abs_cents": ("median_cents_error", 1.0),
+    "median_signed_cents": ("median_signed_cents", 1.0),
+    "within_50": ("within_50_cents", 100.0),
+    "within_100": ("within_100_cents", 100.0),
+    "log_f0_corr": ("log_f0_corr", 1.0),
+    "median_pred_hz": ("median_pred_hz", 1.0),
+}
+
+
+def localizes(median_abs_cents: float) -> bool:
+    """The rule ``LOCALIZE_MAX_MEDIAN_CENTS``: median |error| (cents) <= 100 (NaN: False)."""
+    return bool(median_abs_cents <= LOCALIZE_MAX_MEDIAN_CENTS)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (low, high) of a binomial proportion successes / n, in [0, 1].
+
+    With p = successes / n and z the two-sided normal quantile of ``confidence`` (1.96 at 95 %):
+    (p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n). E.g. 0 / 10 ->
+    (0, 0.278) and 5 / 10 -> (0.237, 0.763).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(successes, bool) or not isinstance(successes, int) or not 0 <= successes <= n:
+        raise ValueError(f"successes must be an integer in [0, n = {n}], got {successes!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
+    # at 0 / n and n / n the bound is exactly 0 or 1 (center and half cancel but for rounding)
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+def seed_row(experiment: str, seed: int, test_metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A seeds.csv row (``SEED_COLUMNS``) from a run's test_metrics.json: ``steps`` is the
+    global step of the tested checkpoint; RPA, RCA and the shares within 50 and 100 cents in %
+    (per frame, strict: within_50 is RPA); cents, correlation and Hz as recorded. A metric the
+    run's test did not record (tested before it existed) is None."""
+    row: dict[str, Any] = {"experiment": experiment, "seed": int(seed),
+                           "steps": test_metrics.get("global_step")}
+    for column, (key, factor) in _SEED_METRICS.items():
+        value = test_metrics.get(key)
+        row[column] = None if value is None else factor * float(value)
+    return row
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    """One experiment's outcome over seeds: ``localized`` of ``n`` seeds localize
+    (``LOCALIZE_MAX_MEDIAN_CENTS``), the 95 % Wilson interval of that share, and the median,
+    quartiles (NumPy's linear interpolation), min and max of the seeds' median |error| (cents)."""
+
+    experiment: str
+    n: int
+    localized: int
+    low: float
+    high: float
+    median_cents: float
+    q1_cents: float
+    q3_cents: float
+    min_cents: float
+    max_cents: float
+
+    @property
+    def share(self) -> float:
+        return self.localized / self.n
+
+
+def seed_outcomes(rows: Sequence[Mapping[str, Any]]) -> list[SeedOutcome]:
+    """Per experiment (in order of first appearance) of seeds.csv rows: the ``SeedOutcome``."""
+    grouped: dict[str, list[float]] = {}
+    for row in rows:
+        grouped.setdefault(row["experiment"], []).append(float(row["median_abs_cents"]))
+    outcomes = []
+    for experiment, errors in grouped.items():
+        values = np.asarray(errors, dtype=np.float64)
+        k = sum(localizes(v) for v in errors)
+        low, high = wilson_interval(k, len(errors))
+        q1, median, q3 = (float(q) for q in np.percentile(values, [25.0, 50.0, 75.0]))
+        outcomes.append(SeedOutcome(experiment, len(errors), k, low, high, median, q1, q3,
+                                    float(values.min()), float(values.max())))
+    return outcomes
+
+
+def _cell(value: Any, digits: int) -> str:
+    return DASH if value is None else _fmt(float(value), digits)
+
+
+def render_seed_outcomes_markdown(outcomes: Sequence[SeedOutcome],
+                                  rows: Sequence[Mapping[str, Any]],
+                                  budgets: Mapping[str, str]) -> str:
+    """Two Markdown tables: per experiment (``budgets``: experiment -> its recipe in words), n,
+    the seeds that localize (k / n, %, 95 % Wilson interval) and the spread of the median
+    |error|; then one line per seed (seeds.csv's values, and whether it localizes)."""
+    header = ("| experiment | budget | n | localize | share (%) | 95 % Wilson (%) "
+              "| median \\|error\\| (cents): median [IQR] | min – max |")
+    lines = [header, "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for o in outcomes:
+        lines.append(
+            f"| {o.experiment} | {budgets.get(o.experiment, DASH)} | {o.n} | {o.localized}/{o.n} "
+            f"| {100 * o.share:.0f} | {100 * o.low:.1f} – {100 * o.high:.1f} "
+            f"| {o.median_cents:.0f} [{o.q1_cents:.0f}, {o.q3_cents:.0f}] "
+            f"| {o.min_cents:.0f} – {o.max_cents:.0f} |")
+    seed_header = ("| experiment | seed | steps | RPA (%) | RCA (%) | median \\|error\\| (cents) "
+                   "| median signed (cents) | within 50 (%) | within 100 (%) | log-f0 corr "
+                   "| median pred f0 (Hz) | localizes |")
+    lines += ["", seed_header, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['experiment']} | {r['seed']} | {r['steps'] if r['steps'] is not None else DASH} "
+            f"| {_cell(r['rpa'], 1)} | {_cell(r['rca'], 1)} | {_cell(r['median_abs_cents'], 0)} "
+            f"| {_cell(r['median_signed_cents'], 0)} | {_cell(r['within_50'], 1)} "
+            f"| {_cell(r['within_100'], 1)} | {_cell(r['log_f0_corr'], 2)} "
+            f"| {_cell(r['median_pred_hz'], 0)} "
+            f"| {'yes' if localizes(float(r['median_abs_cents'])) else 'no'} |")
+    return "\n".join(lines) + "\n"

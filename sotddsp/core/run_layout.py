@@ -30,6 +30,8 @@ EXPERIMENTS_DIR = PACKAGE_DIR / "configs"
 CHECKOUT_CONFIGS = "paper-experiments"  # the name a checkout and its docs give that folder
 BASE_CONFIG = EXPERIMENTS_DIR / "base.yaml"
 PRESETS_DIR = EXPERIMENTS_DIR / "presets"
+# Experiments outside the paper's seven (not in known_experiments()): beyond/<name>.yaml.
+BEYOND_EXPERIMENTS_DIR = EXPERIMENTS_DIR / "beyond"
 
 CONFIG_FILE = "train_config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -57,6 +59,7 @@ __all__ = [
     "BASE_CONFIG",
     "BEST_CHECKPOINT_GLOB",
     "BEST_CHECKPOINT_TEMPLATE",
+    "BEYOND_EXPERIMENTS_DIR",
     "CHECKOUT_CONFIGS",
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
@@ -92,27 +95,22 @@ def run_directory(checkpoint_root: str | Path, experiment: str, seed: int) -> Pa
     return Path(checkpoint_root) / experiment / f"{experiment}-{seed}"
 
 
-def _experiment_files() -> dict[str, Path]:
-    """{name: file} of every experiment config: the YAML files of the configs folder and of its
-    sub-folders (e.g. ``beyond/``), except base.yaml and the presets."""
-    files: dict[str, Path] = {}
-    for path in sorted(EXPERIMENTS_DIR.rglob("*.yaml")):
-        if path == BASE_CONFIG or PRESETS_DIR in path.parents:
-            continue
-        files.setdefault(path.stem, path)
-    return files
-
-
 def known_experiments() -> list[str]:
-    """Experiment names: the file names (without .yaml) of ``experiment_config``'s files."""
-    return sorted(_experiment_files())
+    """The paper's experiments: the YAML files at the top of the configs folder, except
+    base.yaml (those of its sub-folders, such as ``beyond/``, are not among them)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p != BASE_CONFIG)
 
 
 def experiment_config(experiment: str) -> Path:
-    """The config file of an experiment: ``paper-experiments/<experiment>.yaml``, or
-    ``paper-experiments/<sub-folder>/<experiment>.yaml`` (package data: ``sotddsp/configs/``).
-    An unknown name gives the path it would have at the top of the folder."""
-    return _experiment_files().get(experiment, EXPERIMENTS_DIR / f"{experiment}.yaml")
+    """The config file of an experiment: ``paper-experiments/<experiment>.yaml`` (package data:
+    ``sotddsp/configs/``), else the first ``<sub-folder>/<experiment>.yaml`` of its sub-folders
+    but presets/ (``beyond/`` ...). An unknown name gives the path it would have at the top."""
+    top = EXPERIMENTS_DIR / f"{experiment}.yaml"
+    if top.is_file():
+        return top
+    nested = sorted(p for p in EXPERIMENTS_DIR.glob(f"*/{experiment}.yaml")
+                    if p.parent != PRESETS_DIR)
+    return nested[0] if nested else top
 
 
 def checkpoint_step(path: str | Path) -> int:

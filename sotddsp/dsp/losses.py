@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from sotddsp.dsp.ot import CUTOFF_RULES, CutoffRule, wasserstein_1d
-from sotddsp.dsp.spectral import STFT, cqt_frequencies, hz_to_midi
+from sotddsp.dsp.spectral import STFT, Framing, cqt_frequencies, hz_to_midi
 
 __all__ = [
     "LOG_FLOOR",
@@ -54,8 +54,13 @@ def _check_waveforms(input: Tensor, target: Tensor, min_samples: int) -> None:
 class SpectralOTLoss(nn.Module):
     r"""Spectral optimal transport (SOT): per-frame W_p^p between two spectra along frequency.
 
-    STFT (``window``, not centered, end-padded, normalized) magnitude, squared if ``power``; each
-    frame is a mass distribution on the bin positions. Positions (unitless, (F,)): linear
+    STFT (``window``, normalized) magnitude, squared if ``power``; each frame is a mass
+    distribution on the bin positions. ``framing`` (``spectral.STFT``) says which frames:
+    "padded" (default, the paper's: not centered, end-padded, ceil(N / hop) frames, 16 for 4096
+    samples at hop 256, 7 of which reach past the signal's end at n_fft 2048), "full" (not the
+    paper's: only the floor((N - n_fft) / hop) + 1 frames inside the signal, 9 at n_fft 2048) or
+    "centered" (not the paper's: ``torch.stft(center=True, pad_mode="reflect")``,
+    1 + N // hop frames, 17). Positions (unitless, (F,)): linear
     k / (n_fft / 2) in [0, 1], or with ``log_frequency``
     (midi(f_k) - midi(32.7)) / (midi(f_top) - midi(32.7)), f_top the top CQT bin at
     ``sample_rate`` and midi(0 Hz) = 0, bins re-sorted by position (DC lands above bin 1 at
@@ -67,7 +72,8 @@ class SpectralOTLoss(nn.Module):
     masses so silent frames stay finite.
 
     ``forward(input (B, N), target (B, N))`` (input = prediction): a scalar, the mean of W_p^p
-    over frames and batch ("mean"), or (B,), the mean over frames ("none").
+    over frames and batch ("mean"), or (B,), the mean over frames ("none"). Signals need at least
+    n_fft samples (any framing).
     """
 
     positions: Tensor
@@ -85,6 +91,7 @@ class SpectralOTLoss(nn.Module):
         sample_rate: int = 16000,
         reduction: str = "mean",
         cutoff_rule: CutoffRule = "drop",
+        framing: Framing = "padded",
     ) -> None:
         super().__init__()
         if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 1):
@@ -92,11 +99,13 @@ class SpectralOTLoss(nn.Module):
         if cutoff_rule not in CUTOFF_RULES:
             raise ValueError(f"cutoff_rule must be one of {CUTOFF_RULES}, got {cutoff_rule!r}")
         _check_reduction(reduction)
-        self.stft = STFT(n_fft, hop_length, window=window, normalized=True, sample_rate=sample_rate)
+        self.stft = STFT(n_fft, hop_length, window=window, normalized=True, sample_rate=sample_rate,
+                         framing=framing)
         self.power = power
         self.log_frequency = log_frequency
         self.cutoff = cutoff
         self.cutoff_rule = cutoff_rule
+        self.framing = framing
         self.p = float(p)
         self.reduction = reduction
         n_bins = n_fft // 2 + 1
@@ -121,7 +130,7 @@ class SpectralOTLoss(nn.Module):
 
     def frame_losses(self, input: Tensor, target: Tensor) -> Tensor:
         """W_p^p of every frame (B, frames) between prediction ``input`` and ``target``, both
-        (B, N) waveforms, normalized as described above."""
+        (B, N) waveforms, normalized as described above; frames = ``self.stft.n_frames(N)``."""
         _check_waveforms(input, target, self.stft.n_fft)
         pred = self.spectrum(input)
         true = self.spectrum(target)

@@ -4,6 +4,11 @@ Audio metrics take waveforms pred (B, N) and target (B, N) (Tensor or array).
 Pitch metrics take f0 in Hz: pred (B, T) (or (B,)) and true (B, T), (B, 1) or (B,), the
 latter broadcast over frames; every frame counts as voiced. They are computed in float64
 NumPy with mir_eval.melody's formulas (cents relative to 10 Hz, strict 50-cent tolerance).
+Every pitch metric counts frames: each of the B x T frames weighs the same (a note is T frames).
+
+The shares within a tolerance are per frame and strict, as RPA is: ``within_cents_accuracy(pred,
+true, 50)`` is the raw pitch accuracy itself (the same frames, the same strict ``|d| < 50``), and
+``within_cents_accuracy(pred, true, 100)`` is mir_eval's RPA with ``cent_tolerance=100``.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ __all__ = [
     "log_f0_correlation",
     "log_spectral_distance",
     "median_cents_error",
+    "median_f0_hz",
+    "median_signed_cents_error",
     "mse",
     "multiscale_spectral_distance",
     "octave_difference",
     "pitch_metrics",
     "raw_chroma_accuracy",
     "raw_pitch_accuracy",
+    "within_cents_accuracy",
     "within_octave_accuracy",
 ]
 
@@ -118,10 +126,19 @@ def _cents_difference(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> np.ndarra
     return 1200.0 * np.log2(true / 10.0) - 1200.0 * np.log2(pred / 10.0)
 
 
+def within_cents_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike,
+                          tolerance_cents: float) -> float:
+    """Fraction of frames with |cents(true) - cents(pred)| < ``tolerance_cents`` (strict), in
+    [0, 1]: mir_eval's raw pitch accuracy with ``cent_tolerance=tolerance_cents``."""
+    if not tolerance_cents > 0:
+        raise ValueError(f"tolerance_cents must be > 0, got {tolerance_cents}")
+    d = np.abs(_cents_difference(pred_f0_hz, true_f0_hz))
+    return float(np.mean(d < tolerance_cents))
+
+
 def raw_pitch_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
     """Fraction of frames with |cents(true) - cents(pred)| < 50 (mir_eval RPA), in [0, 1]."""
-    d = np.abs(_cents_difference(pred_f0_hz, true_f0_hz))
-    return float(np.mean(d < CENT_TOLERANCE))
+    return within_cents_accuracy(pred_f0_hz, true_f0_hz, CENT_TOLERANCE)
 
 
 def raw_chroma_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
@@ -149,6 +166,24 @@ def median_cents_error(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
     return float(np.median(np.abs(_cents_difference(pred_f0_hz, true_f0_hz))))
 
 
+def median_signed_cents_error(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
+    """Median over all frames of cents(pred) - cents(true) = 1200 log2(pred / true), in cents.
+
+    Positive when the predictions are too high (the opposite sign of ``octave_difference``'s d).
+    """
+    return float(np.median(-_cents_difference(pred_f0_hz, true_f0_hz)))
+
+
+def median_f0_hz(f0_hz: ArrayLike) -> float:
+    """Median over all frames of f0 (B, T) or (B,), in Hz (finite and positive)."""
+    f0 = _to_numpy(f0_hz)
+    if f0.ndim not in (1, 2) or f0.size == 0:
+        raise ValueError(f"f0_hz must have shape (B, T) or (B,) and not be empty, got {f0.shape}")
+    if not np.all(np.isfinite(f0) & (f0 > 0)):
+        raise ValueError("f0_hz must be finite and positive (every frame is voiced)")
+    return float(np.median(f0))
+
+
 def within_octave_accuracy(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
     """Fraction of frames with |cents(true) - cents(pred)| < 600 (half an octave), in [0, 1]."""
     return float(np.mean(np.abs(_cents_difference(pred_f0_hz, true_f0_hz)) < 600.0))
@@ -171,8 +206,11 @@ def log_f0_correlation(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> float:
 
 def pitch_metrics(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> dict[str, float]:
     """All pitch metrics as floats: "rpa" (raw_pitch_accuracy), "rca" (raw_chroma_accuracy),
-    "od" (octave_difference), "median_cents_error", "within_octave" (within_octave_accuracy)
-    and "log_f0_corr" (log_f0_correlation)."""
+    "od" (octave_difference), "median_cents_error" (median |error|, cents), "within_octave"
+    (within_octave_accuracy), "log_f0_corr" (log_f0_correlation), "median_signed_cents"
+    (median_signed_cents_error: pred - true, cents), "within_50_cents" and "within_100_cents"
+    (within_cents_accuracy at 50 and 100 cents, per frame, strict: the first equals "rpa") and
+    "median_pred_hz" (median_f0_hz of the prediction)."""
     return {
         "log_f0_corr": log_f0_correlation(pred_f0_hz, true_f0_hz),
         "rpa": raw_pitch_accuracy(pred_f0_hz, true_f0_hz),
@@ -180,6 +218,10 @@ def pitch_metrics(pred_f0_hz: ArrayLike, true_f0_hz: ArrayLike) -> dict[str, flo
         "od": octave_difference(pred_f0_hz, true_f0_hz),
         "median_cents_error": median_cents_error(pred_f0_hz, true_f0_hz),
         "within_octave": within_octave_accuracy(pred_f0_hz, true_f0_hz),
+        "median_signed_cents": median_signed_cents_error(pred_f0_hz, true_f0_hz),
+        "within_50_cents": within_cents_accuracy(pred_f0_hz, true_f0_hz, 50.0),
+        "within_100_cents": within_cents_accuracy(pred_f0_hz, true_f0_hz, 100.0),
+        "median_pred_hz": median_f0_hz(pred_f0_hz),
     }
 
 

@@ -1,4 +1,5 @@
-"""Spectral front ends: windows, an end-padded STFT and the paper's CQT (pure torch).
+"""Spectral front ends: windows, an STFT (end-padded as the paper's, or an explicit other framing)
+and the paper's CQT (pure torch).
 
 Windows and CQT kernels are non-persistent buffers: they follow ``.to(device)`` but are
 not written to ``state_dict``, so checkpoints stay small and stay loadable when a front
@@ -8,6 +9,7 @@ end's settings change.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from nnAudio.features import CQT as _NnAudioCQT
@@ -18,13 +20,19 @@ from sotddsp.core.checks import check_int, check_positive
 
 __all__ = [
     "CQT",
+    "FRAMINGS",
     "STFT",
+    "Framing",
     "cqt_frequencies",
     "cqt_n_bins",
     "get_window",
     "hz_to_midi",
     "midi_to_hz",
 ]
+
+# How an STFT cuts a signal of N samples into frames of n_fft (see STFT).
+Framing = Literal["padded", "full", "centered"]
+FRAMINGS: tuple[str, ...] = ("padded", "full", "centered")
 
 # Generalized cosine coefficients a_k: w[j] = sum_k (-1)^k a_k cos(2 pi k j / n) (periodic).
 # Values as in scipy.signal.windows.
@@ -162,11 +170,21 @@ class _SpectrumMagnitude(torch.autograd.Function):
 
 
 class STFT(nn.Module):
-    """Magnitude STFT, not centered, zero-padded at the end (TF's ``pad_end=True``).
+    """Magnitude STFT of (B, N) audio; ``framing`` says how the signal is cut into frames.
 
-    A signal of N samples gives n_frames = ceil(N / hop_length) frames; it is padded to
-    (n_frames - 1) * hop_length + n_fft samples. ``normalized`` divides by sqrt(n_fft)
-    (torch's ``normalized=True``).
+    - "padded" (default, the paper's: TF's ``pad_end=True``): not centered, zero-padded at the
+      end: n_frames = ceil(N / hop_length), the signal padded to (n_frames - 1) hop + n_fft
+      samples; frames near the end reach past the signal (7 of 16 at N 4096, n_fft 2048, hop 256).
+    - "full" (not the paper's): only the frames that lie entirely inside the signal, no padding:
+      n_frames = floor((N - n_fft) / hop_length) + 1 (9 at N 4096, n_fft 2048, hop 256); needs
+      N >= n_fft.
+    - "centered" (not the paper's; ``torch.stft(center=True, pad_mode="reflect")``): frame t is
+      centred on sample t hop, the signal reflect-padded by n_fft // 2 on both sides:
+      n_frames = 1 + (N + 2 (n_fft // 2) - n_fft) // hop_length, i.e. 1 + N // hop_length for
+      even n_fft (17 at N 4096, hop 256); needs N > n_fft // 2.
+
+    ``normalized`` divides by sqrt(n_fft) (torch's ``normalized=True``). The window is periodic
+    (``get_window``).
     """
 
     window: Tensor
@@ -178,15 +196,19 @@ class STFT(nn.Module):
         window: str = "hann",
         normalized: bool = True,
         sample_rate: int = 16000,
+        framing: Framing = "padded",
     ) -> None:
         super().__init__()
         check_int(n_fft, "n_fft")
         check_int(hop_length, "hop_length")
         check_positive(sample_rate, "sample_rate")
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.normalized = normalized
         self.sample_rate = sample_rate
+        self.framing = framing
         # Kept in float64 and cast to the audio's dtype in forward, so float64 audio is exact.
         self.register_buffer("window", get_window(window, n_fft, torch.float64), persistent=False)
 
@@ -202,29 +224,62 @@ class STFT(nn.Module):
         return k * self.sample_rate / self.n_fft
 
     def n_frames(self, n_samples: int) -> int:
-        """ceil(n_samples / hop_length)."""
-        return -(-n_samples // self.hop_length)
+        """Frames of a signal of ``n_samples`` under this framing (see the class docstring);
+        a ValueError when the framing cannot frame that many samples."""
+        if n_samples < 1:
+            raise ValueError(f"audio must have at least one sample, got N = {n_samples}")
+        if self.framing == "padded":
+            return -(-n_samples // self.hop_length)
+        if self.framing == "full":
+            if n_samples < self.n_fft:
+                raise ValueError(
+                    f"framing='full' needs signals of at least n_fft = {self.n_fft} samples, got "
+                    f"N = {n_samples}; use a shorter n_fft or framing='padded'"
+                )
+            return (n_samples - self.n_fft) // self.hop_length + 1
+        if n_samples <= self.n_fft // 2:
+            raise ValueError(
+                f"framing='centered' reflect-pads n_fft // 2 = {self.n_fft // 2} samples, so it "
+                f"needs signals longer than that, got N = {n_samples}; use a shorter n_fft"
+            )
+        return 1 + (n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
-    def _end_padded(self, audio: Tensor) -> Tensor:
-        """``audio`` (B, N), checked, zero-padded at its end to (n_frames - 1) * hop + n_fft."""
+    def _check_audio(self, audio: Tensor) -> int:
+        """n_frames of ``audio`` (B, N), after checking its shape."""
         if audio.ndim != 2:
             raise ValueError(f"audio must have shape (B, N), got {tuple(audio.shape)}")
-        n_samples = audio.shape[-1]
-        if n_samples == 0:
-            raise ValueError("audio must have at least one sample, got N = 0")
-        padded = (self.n_frames(n_samples) - 1) * self.hop_length + self.n_fft
-        return nn.functional.pad(audio, (0, padded - n_samples))
+        return self.n_frames(audio.shape[-1])
+
+    def framed_audio(self, audio: Tensor) -> Tensor:
+        """``audio`` (B, N) as the frames read it: (B, (n_frames - 1) hop + n_fft), frame t being
+        samples [t hop, t hop + n_fft) of it: zero-padded at the end ("padded"), cut after the
+        last full frame ("full"), reflect-padded by n_fft // 2 each side and cut ("centered")."""
+        n_frames = self._check_audio(audio)
+        length = (n_frames - 1) * self.hop_length + self.n_fft
+        if self.framing == "padded":
+            return nn.functional.pad(audio, (0, length - audio.shape[-1]))
+        if self.framing == "centered":
+            half = self.n_fft // 2
+            audio = nn.functional.pad(audio[:, None], (half, half), mode="reflect")[:, 0]
+        return audio[:, :length]
 
     def complex_spectrum(self, audio: Tensor) -> Tensor:
-        """Complex STFT of ``audio`` (B, N): Tensor (B, n_frames, F), complex."""
-        audio = self._end_padded(audio)
+        """Complex STFT of ``audio`` (B, N) by ``torch.stft``: Tensor (B, n_frames, F), complex.
+
+        "full" and "centered" are torch.stft's own framings (center=False on the raw signal;
+        center=True, pad_mode="reflect"); "padded" pads the end first.
+        """
+        self._check_audio(audio)
+        if self.framing == "padded":
+            audio = self.framed_audio(audio)
         spec = torch.stft(
             audio,
             n_fft=self.n_fft,
             hop_length=self.hop_length,
             win_length=self.n_fft,
             window=self.window.to(audio.dtype),
-            center=False,
+            center=self.framing == "centered",
+            pad_mode="reflect",
             normalized=self.normalized,
             onesided=True,
             return_complex=True,
@@ -234,13 +289,13 @@ class STFT(nn.Module):
     def magnitude(self, audio: Tensor, power: bool = False) -> Tensor:
         """|STFT| (or |STFT|^2 with ``power``) of ``audio`` (B, N): Tensor (B, n_frames, F).
 
-        The values of ``complex_spectrum(audio).abs()`` (squared), by ``_SpectrumMagnitude``,
-        whose backward costs one inverse real FFT. The gradient of |z| at z = 0 is 0, so
-        silence is safe.
+        The values of ``complex_spectrum(audio).abs()`` (squared), by ``_SpectrumMagnitude`` on
+        ``framed_audio(audio)``, whose backward costs one inverse real FFT (autograd carries it
+        through the padding or cut). The gradient of |z| at z = 0 is 0, so silence is safe.
         """
-        audio = self._end_padded(audio)
+        framed = self.framed_audio(audio)
         norm = math.sqrt(self.n_fft) if self.normalized else 1.0
-        return _SpectrumMagnitude.apply(audio, self.window.to(audio.dtype), self.n_fft,
+        return _SpectrumMagnitude.apply(framed, self.window.to(audio.dtype), self.n_fft,
                                         self.hop_length, norm, power)
 
     def forward(self, audio: Tensor) -> Tensor:

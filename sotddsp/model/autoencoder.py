@@ -313,7 +313,11 @@ class HarmonicAutoencoder(L.LightningModule):
         return (torch.cat([p for p, _ in self._epoch_f0]), torch.cat([t for _, t in self._epoch_f0]))
 
     def test_results(self) -> dict[str, float]:
-        """The metrics of the last test epoch (keys without the ``test/`` prefix)."""
+        """The metrics of the last test epoch (keys without the ``test/`` prefix): the loss and
+        its terms, lsd, mse, mss (example-weighted means) and every key of
+        ``metrics.pitch_metrics`` over all test frames (rpa, rca, od, median_cents_error,
+        within_octave, log_f0_corr, median_signed_cents, within_50_cents, within_100_cents,
+        median_pred_hz)."""
         return self._epoch_metrics()
 
     # ------------------------------------------------------------------ figures

@@ -1,5 +1,6 @@
 """Figures a researcher looks at: spectra of target vs resynthesis, predicted vs true f0, a
-run's training and validation curves, and the results table's RPA per seed."""
+run's training and validation curves, the results table's RPA per seed, and the outcome of many
+seeds (one strip per experiment)."""
 
 from __future__ import annotations
 
@@ -174,6 +175,44 @@ def rpa_per_seed_figure(rows: Sequence[dict[str, Any]]) -> Figure:
             ax.set_ylim(-3, 103)
     axes[0].set_title("Raw pitch accuracy per seed (labels: seeds)")
     axes[1].set_title("Median f0 error per seed (log scale)")
+    figure.tight_layout()
+    return figure
+
+
+def seed_strip_figure(
+    values: dict[str, list[float]], threshold: float, notes: dict[str, str],
+    ylabel: str = "test median |error| (cents)", title: str = "", floor: float = 1.0,
+    threshold_label: str = "",
+) -> Figure:
+    """One strip per experiment (``values``: experiment -> one value per seed) on a log y axis,
+    each seed a dot (x jittered by a fixed generator), filled when it is <= ``threshold``
+    (a dashed line), hollow otherwise; ``notes[experiment]`` is written above its strip (e.g.
+    the share that localizes); ``threshold_label`` names the line in the legend. Values under
+    ``floor`` are drawn at ``floor``."""
+    names = list(values)
+    figure, axis = plt.subplots(figsize=(max(4.5, 1.9 * len(names) + 1.5), 4.8))
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        y = np.maximum(np.asarray(values[name], dtype=np.float64), floor)
+        x = i + rng.uniform(-0.18, 0.18, size=y.shape)
+        inside = y <= threshold
+        axis.scatter(x[inside], y[inside], s=28, color="C0", zorder=3)
+        axis.scatter(x[~inside], y[~inside], s=28, facecolors="none", edgecolors="C3", zorder=3)
+    axis.axhline(threshold, color="k", ls="--", lw=1.0,
+                 label=threshold_label or f"≤ {threshold:g}")
+    axis.set_yscale("log")
+    every = [float(v) for seeds in values.values() for v in seeds]
+    top = max([threshold, *every]) * 8.0
+    axis.set_ylim(max(floor, min([threshold, *every])) / 3.0, top)
+    for i, name in enumerate(names):
+        axis.text(i, top / 1.15, notes.get(name, ""), ha="center", va="top", fontsize=8)
+    axis.set_xticks(range(len(names)), names, rotation=20 if len(names) > 3 else 0)
+    axis.set_xlim(-0.6, len(names) - 0.4)
+    axis.set_ylabel(ylabel)
+    axis.grid(axis="y", alpha=0.3, which="both")
+    axis.legend(loc="lower right", fontsize=8)
+    if title:
+        axis.set_title(title)
     figure.tight_layout()
     return figure
 

@@ -83,7 +83,10 @@ def test_re_evaluating_a_shipped_checkpoint_reproduces_its_test_metrics(run: Pat
                                             "cpu", None)
     assert record["global_step"] == recorded["global_step"]
     again = record["metrics"]
-    for key, value in again.items():
+    # a run tested before a metric was added has no value for it: compare the keys both have
+    common = set(again) & set(recorded)
+    assert set(SHOWN) | {"median_cents_error", "within_octave", "mse", "mss"} <= common
+    for key in sorted(common):
         assert again[key] == pytest.approx(recorded[key], rel=1e-6, abs=1e-9), key
     for key, digits in SHOWN.items():
         assert round(again[key], digits) == round(recorded[key], digits), key

@@ -42,6 +42,27 @@ def test_every_experiment_runs_fast_dev_run(experiment: str, tiny_data_path: Pat
     assert 0.0 <= results["rpa"] <= 1.0
 
 
+BEYOND = sorted(run_layout.BEYOND_EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", BEYOND, ids=[path.stem for path in BEYOND])
+def test_every_beyond_experiment_runs_fast_dev_run(
+    config: Path, tiny_data_path: Path, tmp_path: Path
+) -> None:
+    """Experiments outside the paper's seven (paper-experiments/beyond/, e.g. the one
+    scripts/f0_basin_grid.py chooses): labelled so, named after their file (their runs get
+    their own folders), and they train."""
+    text = config.read_text()
+    assert text.startswith("# BEYOND THE PAPER"), config
+    assert yaml.safe_load(text)["experiment"] == config.stem
+    assert config.stem not in PAPER_EXPERIMENTS
+    results = train.main(["--config", str(config), "--config", DEBUG, "--data.init_args.data_path",
+                          str(tiny_data_path), "--checkpoint_root", str(tmp_path),
+                          "--trainer.fast_dev_run", "2"])
+    assert torch.isfinite(torch.tensor(results["loss"]))
+    assert (tmp_path / config.stem).is_dir()
+
+
 def test_the_paper_recipe_is_25000_steps_unshuffled(tiny_data_path: Path, tmp_path: Path) -> None:
     """PAPER.md: the step budget binds (the epoch limit never does) and the loader does not
     shuffle; the SOT cutoff is the authors' rule and the decoder keeps the roll-off's delay."""

@@ -112,6 +112,12 @@ CASES: list[Case] = [
         (r"window must be one of", r"'hann'", r"got 'hamm'"),
     ),
     Case(
+        "framing-unknown",
+        T,
+        lambda w, ws: train_args(w, ws, "--model.loss.init_args.terms.sot.init_args.framing", "end"),
+        (r"model\.loss\.terms\.framing", r"'padded', 'full', 'centered'", r"got end"),
+    ),
+    Case(
         "seed-not-integer",
         T,
         lambda w, ws: train_args(w, ws, "--seed_everything", "abc"),

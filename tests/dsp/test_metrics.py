@@ -18,12 +18,15 @@ from sotddsp.dsp.metrics import (
     family_breakdown,
     log_spectral_distance,
     median_cents_error,
+    median_f0_hz,
+    median_signed_cents_error,
     mse,
     multiscale_spectral_distance,
     octave_difference,
     pitch_metrics,
     raw_chroma_accuracy,
     raw_pitch_accuracy,
+    within_cents_accuracy,
     within_octave_accuracy,
 )
 
@@ -153,7 +156,9 @@ def test_cents_summaries() -> None:
     assert median_cents_error(pred, true) == pytest.approx(np.median(np.abs(cents)), abs=1e-9)
     assert within_octave_accuracy(pred, true) == pytest.approx(3 / 6)
     results = pitch_metrics(pred, true[:, :1])
-    assert set(results) == {"rpa", "rca", "od", "median_cents_error", "within_octave", "log_f0_corr"}
+    assert set(results) == {"rpa", "rca", "od", "median_cents_error", "within_octave", "log_f0_corr",
+                            "median_signed_cents", "within_50_cents", "within_100_cents",
+                            "median_pred_hz"}
     assert all(isinstance(v, float) for v in results.values())
     assert results["rpa"] == pytest.approx(1 / 6)
     assert results["rca"] == pytest.approx(3 / 6)  # 0, 1200 and -2400 cents
@@ -231,3 +236,74 @@ def test_family_breakdown_matches_mir_eval_per_family() -> None:
 def test_family_breakdown_rejects_a_length_mismatch() -> None:
     with pytest.raises(ValueError, match="f0_pred"):
         family_breakdown(np.ones((3, 16)), _records(["keys"] * 2, [100.0, 200.0]))
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("tolerance", [50.0, 100.0, 600.0])
+def test_within_cents_accuracy_is_mir_eval_rpa_at_that_tolerance(seed: int, tolerance: float) -> None:
+    """Per frame, strict: mir_eval.melody.raw_pitch_accuracy(cent_tolerance=tolerance); at 50
+    cents it is RPA itself, at 600 the within-half-an-octave share."""
+    rng = np.random.default_rng(seed)
+    true = np.exp(rng.uniform(np.log(40), np.log(1950), size=(32, 1)))
+    pred = true * 2 ** (rng.normal(0, 300, size=(32, 16)) / 1200)
+    ref_cent = mir_eval.melody.hz2cents(np.broadcast_to(true, pred.shape).ravel())
+    est_cent = mir_eval.melody.hz2cents(pred.ravel())
+    voicing = np.ones(ref_cent.shape)
+    expected = mir_eval.melody.raw_pitch_accuracy(voicing, ref_cent, voicing, est_cent,
+                                                  cent_tolerance=tolerance)
+    assert 0.05 < expected < 1.0
+    assert within_cents_accuracy(pred, true, tolerance) == pytest.approx(expected, abs=1e-12)
+    if tolerance == 50.0:
+        assert within_cents_accuracy(pred, true, tolerance) == raw_pitch_accuracy(pred, true)
+    if tolerance == 600.0:
+        assert within_cents_accuracy(pred, true, tolerance) == within_octave_accuracy(pred, true)
+
+
+def test_within_cents_accuracy_exact_cases() -> None:
+    """Frames at 0, +-49, +-51, +-99, +-101 and 1200 cents: 3 of 10 within 50, 7 within 100; the
+    tolerance is strict (20 Hz against 40 Hz is exactly 1200 cents: outside 1200, inside 1201)."""
+    true = np.full((1, 10), 440.0)
+    cents = np.array([[0.0, 49.0, -49.0, 51.0, -51.0, 99.0, -99.0, 101.0, -101.0, 1200.0]])
+    pred = true * 2 ** (cents / 1200)
+    assert within_cents_accuracy(pred, true, 50.0) == 0.3
+    assert within_cents_accuracy(pred, true, 100.0) == 0.7
+    assert within_cents_accuracy(np.array([[40.0]]), np.array([[20.0]]), 1200.0) == 0.0
+    assert within_cents_accuracy(np.array([[40.0]]), np.array([[20.0]]), 1201.0) == 1.0
+    with pytest.raises(ValueError, match="tolerance_cents"):
+        within_cents_accuracy(pred, true, 0.0)
+
+
+def test_median_signed_cents_error_is_positive_when_too_high() -> None:
+    """pred - true in cents: an octave too high is +1200, a fifth too low is -700 (exact in
+    log2); the median of (+1200, +1200, -700) is +1200, of an even count the mean of the two
+    middle values (NumPy's median)."""
+    true = np.full((1, 3), 200.0)
+    pred = np.array([[400.0, 400.0, 200.0 * 2 ** (-700 / 1200)]])
+    assert median_signed_cents_error(pred, true) == pytest.approx(1200.0, abs=1e-9)
+    pred4 = np.array([[400.0, 100.0, 200.0 * 2 ** (300 / 1200), 200.0]])  # +1200 -1200 +300 0
+    assert median_signed_cents_error(pred4, true[:, :1]) == pytest.approx(150.0, abs=1e-9)
+    rng = np.random.default_rng(4)
+    true_r = rng.uniform(40.0, 1950.0, size=(16, 1))
+    pred_r = true_r * 2 ** (rng.normal(0, 500, size=(16, 16)) / 1200)
+    expected = np.median(1200 * np.log2(pred_r / true_r))
+    assert median_signed_cents_error(pred_r, true_r) == pytest.approx(expected, abs=1e-9)
+    assert median_cents_error(pred_r, true_r) == pytest.approx(
+        np.median(np.abs(1200 * np.log2(pred_r / true_r))), abs=1e-9)
+
+
+def test_median_f0_hz() -> None:
+    assert median_f0_hz(np.array([[100.0, 300.0, 200.0]])) == 200.0
+    assert median_f0_hz(torch.tensor([100.0, 400.0])) == 250.0
+    with pytest.raises(ValueError, match="f0_hz"):
+        median_f0_hz(np.array([[100.0, 0.0]]))
+    with pytest.raises(ValueError, match="f0_hz"):
+        median_f0_hz(np.zeros((0,)))
+
+
+def test_pitch_metrics_new_keys_are_the_functions() -> None:
+    rng = np.random.default_rng(5)
+    true = rng.uniform(40.0, 1950.0, size=(8, 1))
+    pred = true * 2 ** (rng.normal(0, 200, size=(8, 16)) / 1200)
+    results = pitch_metrics(pred, true)
+    assert results["median_signed_cents"] == median_signed_cents_error(pred, true)
+    assert results["within_50_cents"] == results["rpa"]
+    assert results["within_100_cents"] == within_cents_accuracy(pred, true, 100.0)
+    assert results["median_pred_hz"] == float(np.median(pred))

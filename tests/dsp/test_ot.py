@@ -16,26 +16,20 @@ import scipy.signal
 import scipy.stats
 import torch
 from helpers.entrypoints import run_python
-from helpers.oracles import SR, assert_one_line_value_error, harmonic, pot_rows, truncate_for_cutoff
+from helpers.oracles import (
+    CUTOFFS,
+    SR,
+    assert_one_line_value_error,
+    cutoff_kwargs,
+    harmonic,
+    pot_rows,
+    truncate_for_cutoff,
+)
 from references.paper_reference import merged_sort_w1d
 from torch import Tensor
 
 from sotddsp.dsp.losses import SpectralOTLoss  # realistic spectra as test data
 from sotddsp.dsp.ot import native_kernel_available, wasserstein_1d
-
-# The cutoffs of wasserstein_1d: None (plain), "drop" (the paper's, the default), "clip".
-CUTOFFS = (None, "drop", "clip")
-
-
-@pytest.fixture(params=["torch", "native"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Both implementations of wasserstein_1d face every oracle; "auto" picks one of them.
-
-    "native" is not skipped when the C kernel is missing: ``make install`` builds it, so a
-    missing kernel is a broken install and its tests fail with the reason.
-    """
-    return request.param
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -62,11 +56,6 @@ def generic_histograms(shape: tuple[int, ...], n: int, seed: int) -> tuple[Tenso
     levels = torch.sort(torch.cat([u.cumsum(-1), v.cumsum(-1)], -1), -1).values
     assert levels.diff(dim=-1).min() > 1e-4, "pick another seed: levels nearly tie"
     return u, v, positions
-
-
-def cutoff_kwargs(cutoff: str | None) -> dict:
-    """wasserstein_1d's keyword arguments for one of CUTOFFS."""
-    return {"cutoff": False} if cutoff is None else {"cutoff": True, "cutoff_rule": cutoff}
 
 
 # ---------------------------------------------------------------------------- wasserstein_1d

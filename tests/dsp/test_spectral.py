@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
+from references.paper_reference import numpy_frames
 
 from sotddsp.dsp.spectral import (
     CQT,
@@ -24,14 +25,13 @@ SR = 16000
 
 
 def numpy_stft_magnitude(
-    audio: np.ndarray, n_fft: int, hop: int, window: str, normalized: bool
+    audio: np.ndarray, n_fft: int, hop: int, window: str, normalized: bool,
+    framing: str = "padded",
 ) -> np.ndarray:
-    """|STFT| (frames, n_fft // 2 + 1) of a 1-D float64 signal: end-padded, not centered."""
-    n_frames = math.ceil(len(audio) / hop)
-    padded = np.zeros((n_frames - 1) * hop + n_fft)
-    padded[: len(audio)] = audio
-    w = scipy.signal.get_window(window, n_fft, fftbins=True)
-    frames = np.stack([padded[t * hop : t * hop + n_fft] * w for t in range(n_frames)])
+    """|STFT| (frames, n_fft // 2 + 1) of a 1-D float64 signal, framed by
+    ``paper_reference.numpy_frames`` (default: end-padded, not centered)."""
+    frames = numpy_frames(audio, n_fft, hop, framing) * scipy.signal.get_window(
+        window, n_fft, fftbins=True)
     spec = np.fft.rfft(frames, axis=-1)
     if normalized:
         spec = spec / math.sqrt(n_fft)
@@ -66,6 +66,7 @@ def test_rectangular_window_is_ones() -> None:
         ({"n_fft": 512, "hop_length": 0}, "hop_length"),
         ({"n_fft": 512, "hop_length": -1}, "hop_length"),
         ({"n_fft": 512, "hop_length": 128, "window": "kaiser"}, "window"),
+        ({"n_fft": 512, "hop_length": 128, "framing": "center"}, "framing"),
     ],
 )
 def test_stft_rejects_bad_arguments(kwargs: dict, argument: str) -> None:
@@ -94,6 +95,63 @@ def test_stft_matches_numpy_reference(n_samples: int, n_fft: int, window: str) -
     for b in range(2):
         expected = numpy_stft_magnitude(audio[b].numpy(), n_fft, hop, window, normalized=True)
         np.testing.assert_allclose(got[b].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("framing", "n_frames"), [("padded", 16), ("full", 9), ("centered", 17)])
+def test_stft_framings_frame_counts_at_the_papers_size(framing: str, n_frames: int) -> None:
+    """4096 samples, n_fft 2048, hop 256: 16 end-padded frames (the paper's), 9 inside the
+    signal, 17 centered; the values as the NumPy frames (float64)."""
+    audio = torch.randn(2, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    stft = STFT(2048, 256, window="flattop", framing=framing).double()
+    got = stft(audio)
+    assert stft.n_frames(4096) == n_frames and got.shape == (2, n_frames, 1025)
+    expected = numpy_stft_magnitude(audio[1].numpy(), 2048, 256, "flattop", True, framing)
+    assert expected.shape == (n_frames, 1025)
+    np.testing.assert_allclose(got[1].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("framing", ["full", "centered"])
+@pytest.mark.parametrize(("n_samples", "n_fft", "hop"), [(4095, 512, 256), (1000, 101, 30),
+                                                         (300, 64, 16), (64, 64, 7)])
+def test_stft_other_framings_match_numpy_frames(
+    framing: str, n_samples: int, n_fft: int, hop: int
+) -> None:
+    """Frame counts floor((N - n_fft) / hop) + 1 ("full") and 1 + (N + 2 (n_fft // 2) - n_fft)
+    // hop ("centered", odd n_fft included), values as NumPy frames cut from the waveform."""
+    audio = torch.randn(2, n_samples, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(n_samples))
+    stft = STFT(n_fft, hop, window="hann", framing=framing).double()
+    expected_frames = ((n_samples - n_fft) // hop + 1 if framing == "full"
+                       else 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop)
+    got = stft(audio)
+    assert got.shape == (2, expected_frames, n_fft // 2 + 1) == (2, stft.n_frames(n_samples),
+                                                                stft.n_bins)
+    for b in range(2):
+        expected = numpy_stft_magnitude(audio[b].numpy(), n_fft, hop, "hann", True, framing)
+        np.testing.assert_allclose(got[b].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_stft_default_framing_is_the_papers_end_padding() -> None:
+    audio = torch.randn(3, 4000, generator=torch.Generator().manual_seed(2))
+    default, padded = STFT(512, 128), STFT(512, 128, framing="padded")
+    assert default.framing == "padded"
+    for power in (False, True):
+        assert torch.equal(default.magnitude(audio, power), padded.magnitude(audio, power))
+
+
+@pytest.mark.parametrize(
+    ("framing", "n_samples", "says"),
+    [("full", 511, r"framing='full' needs signals of at least n_fft = 512 samples, got N = 511"),
+     ("centered", 256, r"framing='centered' .* longer than that, got N = 256")],
+)
+def test_stft_framings_reject_too_short_signals(framing: str, n_samples: int, says: str) -> None:
+    stft = STFT(512, 128, framing=framing)
+    audio = torch.zeros(1, n_samples)
+    for call in (lambda: stft(audio), lambda: stft.complex_spectrum(audio),
+                 lambda: stft.n_frames(n_samples)):
+        with pytest.raises(ValueError, match=says):
+            call()
+    assert stft.n_frames(n_samples + 1) >= 1
 
 
 def test_stft_normalization_is_sqrt_n_fft() -> None:
@@ -173,10 +231,12 @@ def test_cqt_and_stft_on_cuda(cqt: CQT) -> None:
     cpu = cqt(audio)
     gpu = CQT().cuda()(audio.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
-    stft = STFT(512, 128)
-    torch.testing.assert_close(
-        stft.cuda()(audio.cuda()).cpu(), STFT(512, 128)(audio), rtol=1e-4, atol=1e-5
-    )
+    for framing in ("padded", "full", "centered"):
+        stft = STFT(512, 128, framing=framing)
+        torch.testing.assert_close(
+            stft.cuda()(audio.cuda()).cpu(), STFT(512, 128, framing=framing)(audio), rtol=1e-4,
+            atol=1e-5
+        )
 
 
 def test_cqt_rejects_bins_above_nyquist() -> None:
@@ -184,14 +244,16 @@ def test_cqt_rejects_bins_above_nyquist() -> None:
         CQT(n_bins=300)
 
 
+@pytest.mark.parametrize("framing", ["padded", "full", "centered"])
 @pytest.mark.parametrize("power", [False, True])
 @pytest.mark.parametrize(("n_fft", "hop"), [(2048, 256), (64, 16), (101, 30)])
 def test_stft_magnitude_gradient_equals_autograd_through_torch_stft(
-    n_fft: int, hop: int, power: bool
+    n_fft: int, hop: int, power: bool, framing: str
 ) -> None:
     """STFT.magnitude's backward (one inverse real FFT + overlap-add) against autograd through
-    torch.stft and complex abs, float64: hop dividing n_fft or not, odd n_fft, |X| and |X|^2."""
-    stft = STFT(n_fft, hop, window="flattop" if power else "hann").double()
+    torch.stft and complex abs, float64: hop dividing n_fft or not, odd n_fft, |X| and |X|^2,
+    every framing ("full" and "centered" by torch.stft's own center=False / center=True)."""
+    stft = STFT(n_fft, hop, window="flattop" if power else "hann", framing=framing).double()
     gen = torch.Generator().manual_seed(n_fft)
     audio = torch.randn(3, 4096, generator=gen, dtype=torch.float64)
     upstream = torch.randn(3, stft.n_frames(4096), n_fft // 2 + 1, generator=gen,
@@ -207,9 +269,10 @@ def test_stft_magnitude_gradient_equals_autograd_through_torch_stft(
     torch.testing.assert_close(ours_grad, ref_grad, rtol=0, atol=1e-12 * float(ref_grad.abs().max()))
 
 
+@pytest.mark.parametrize("framing", ["padded", "full", "centered"])
 @pytest.mark.parametrize("power", [False, True])
-def test_stft_magnitude_gradcheck_and_silence(power: bool) -> None:
-    stft = STFT(15, 4).double()
+def test_stft_magnitude_gradcheck_and_silence(power: bool, framing: str) -> None:
+    stft = STFT(15, 4, framing=framing).double()
     audio = torch.randn(2, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a: stft.magnitude(a, power=power),
                                     (audio.requires_grad_(),))

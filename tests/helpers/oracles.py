@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 SR = 16000
+# The cutoffs of wasserstein_1d: None (plain), "drop" (the paper's, the default), "clip".
+CUTOFFS = (None, "drop", "clip")
 
 
 def pot_rows(u: Tensor, v: Tensor, positions: Tensor, p: float) -> Tensor:
@@ -52,3 +54,8 @@ def assert_one_line_value_error(fn, argument: str) -> None:
     message = str(info.value)
     assert argument in message, message
     assert "\n" not in message
+
+
+def cutoff_kwargs(cutoff: str | None) -> dict:
+    """wasserstein_1d's keyword arguments for one of CUTOFFS."""
+    return {"cutoff": False} if cutoff is None else {"cutoff": True, "cutoff_rule": cutoff}
