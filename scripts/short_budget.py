@@ -3,7 +3,8 @@
     python scripts/short_budget.py --experiments SOT-2048 MSS-Lin --seeds 10
     python scripts/short_budget.py --experiments paper-experiments/beyond/X.yaml --seed-list 0 5 7
     python scripts/short_budget.py --collect-only            # rebuild the tables and the figure
-    python scripts/short_budget.py --experiments SOT-2048 --seeds 2 -- --trainer.max_steps 4
+    python scripts/short_budget.py --experiments SOT-2048 --seeds 2 --root checkpoints/smoke \
+        -- --trainer.max_steps 4                             # another budget: another root
 
 A short run of the paper's system localizes f0 in some seeds and collapses in others (which one
 follows the dropout random stream): the answer is a distribution over seeds. Each (experiment,
@@ -18,9 +19,11 @@ paper-experiments/ (``SOT-2048``) or YAML files (the run's name is the file's ``
 Seeds: ``--seeds N`` (0 .. N-1, default 10) or ``--seed-list``. Arguments after ``--`` go to
 every train.py run as they are (not --seed_everything, --checkpoint_root or --experiment).
 
-A run marked done is skipped without starting train.py; any other resumes from its last.ckpt
-(train.py's own rule). A run that fails is reported and the others go on; the command then
-exits 1. Each run's output goes to ``<run>/logs/short_budget.log`` (appended per attempt).
+A run marked done is skipped without starting train.py, once its recorded configuration is
+checked to be this command's (else one line and exit 2: run_fingerprint.py); any other resumes
+from its last.ckpt (train.py's own rule). A run that fails is reported and the others go on;
+the command then exits 1. Each run's output goes to ``<run>/logs/short_budget.log`` (appended
+per attempt).
 
 Under ``--root`` (default reference-runs/short-budget), from every finished run found there:
 - ``seeds.csv``: one row per experiment and seed (result_tables.SEED_COLUMNS): ``steps`` is the
@@ -241,6 +244,12 @@ def read_metrics(directory: Path) -> dict[str, Any] | None:
 def train_runs(runs: Sequence[Run], root: Path, extra: Sequence[str], jobs: int) -> list[str]:
     """Run every run not marked done, ``jobs`` at a time; returns one line per failed run."""
     pending = [run for run in runs if not (run.directory(root) / DONE_MARKER).exists()]
+    from sotddsp.model.cli import check_recorded_configurations
+
+    check_recorded_configurations(  # a done run of another configuration is no result of this one
+        [(run.label, run.directory(root), train_command(run, root, extra)[2:])
+         for run in runs if run not in pending],
+        fix="give this study another --root")
     for run in runs:
         if run not in pending:
             print(f"{run.label}: done already, skipped", flush=True)

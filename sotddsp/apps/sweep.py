@@ -1,12 +1,14 @@
 """Run the paper's grid of trainings (experiments x seeds) here or on SLURM; hydra only launches.
 
-    python sweep.py                                     # 7 experiments x 5 seeds, one after another
-    python sweep.py experiment=SOT-2048,MSS-Lin seed=42,123
-    python sweep.py -- --trainer.max_steps 100          # train.py arguments, verbatim, after --
-    python sweep.py hydra/launcher=local_parallel hydra.launcher.n_jobs=2
-    python sweep.py hydra/launcher=slurm_gpu hydra.launcher.partition=a100
+    python sweep.py                                     # prints the paper's grid; starts nothing
+    python sweep.py --yes                               # 7 experiments x 5 seeds, one after another
+    python sweep.py experiment=SOT-2048,MSS-Lin seed=42,123   # an explicit grid starts at once
+    python sweep.py experiment=SOT-2048 -- --trainer.max_steps 100   # train.py arguments after --
+    python sweep.py --yes hydra/launcher=local_parallel hydra.launcher.n_jobs=2
+    python sweep.py --yes hydra/launcher=slurm_gpu hydra.launcher.partition=a100
     python sweep.py --dry-run                           # print the commands and sbatch script only
-    sotddsp-sweep ...                                   # installed: the same command
+    python sweep.py --help                              # the grid syntax and the launchers
+    sotddsp-sweep ...                                   # installed: the same commands
 
 Hydra's multirun expands the grid and hands each job to a launcher; the job then runs
 
@@ -15,9 +17,14 @@ Hydra's multirun expands the grid and hands each job to a launcher; the job then
 
 (train.py's command) in a child process, so the model's configuration lives only in the
 experiment YAML files (package data, ``paper-experiments/`` in a checkout): the hydra config
-(``sweep_conf/`` beside this module) holds experiment, seed, checkpoint_root, args, dry_run and
-the launcher.
-Runs land in `<root>/<experiment>/<experiment>-<seed>/`. Runs with a `done` marker are left out
+(``sweep_conf/`` beside this module) holds experiment, seed, checkpoint_root, args, dry_run,
+confirm and the launcher.
+Runs land in `<root>/<experiment>/<experiment>-<seed>/`; `<root>` is `checkpoint_root=` when
+given, else the one train.py's YAML files set (`checkpoints`, or a preset's own root such as
+`checkpoints/cpu-quick`), and it is always passed to train.py explicitly, so that the sweep and
+train.py agree on it. Without `--yes` and without an explicit `experiment=` or `seed=`, the
+default grid is only printed, with its number of runs and a time estimate (exit 0): a bare
+`python sweep.py` never starts days of work. Runs with a `done` marker are left out
 of the grid before anything is launched; any other run resumes from its `last.ckpt` (train.py
 does that). On SLURM, a requeued, preempted or timed-out job runs the same command again and so
 resumes too (see `run_training`).
@@ -50,10 +57,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
+from sotddsp.core.command_line import option_values
 from sotddsp.core.run_layout import (
+    CONFIG_FILE,
     DONE_MARKER,
     EXIT_FAILED,
     EXIT_USER_ERROR,
+    FINGERPRINT_FILE,
+    configured_checkpoint_root,
+    configured_value,
     experiment_config,
     known_experiments,
     run_directory,
@@ -68,6 +80,12 @@ SWEEP_OWNED_OPTIONS = ("--experiment", "--seed_everything", "--checkpoint_root",
 # per-run W&B identities: a sweep must let train.py choose them (<run>/wandb_run_id)
 PER_RUN_ENVIRONMENT = ("WANDB_RUN_ID", "WANDB_NAME")
 EXIT_RUN_FAILED = EXIT_FAILED
+# The overrides that name a grid: with one of them the sweep starts without --yes.
+GRID_KEYS = ("experiment", "seed")
+# A training step at the paper's settings (batch 64, validation every 5 epochs included) on the
+# 2-core CPU this project was developed on: one paper run of 25,000 steps took 2.85 h
+# (docs/RESULTS.md, "500 real steps"). Only for the time estimate a sweep prints.
+MEASURED_SECONDS_PER_STEP = 2.85 * 3600 / 25_000
 
 log = logging.getLogger("sweep")
 # The name errors start with: the command as started (``cli``): sweep.py, or sotddsp-sweep.
@@ -135,6 +153,18 @@ class Run:
         return f"{self.experiment}-{self.seed}"
 
     @property
+    def max_steps(self) -> int | None:
+        """The step budget: the last --trainer.max_steps of args, else the YAML files' (None if
+        not an integer)."""
+        given = option_values(self.args, "--trainer.max_steps")
+        configs = [experiment_config(self.experiment), *option_values(self.args, "--config")]
+        value = given[-1] if given else configured_value(configs, "trainer.max_steps")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+
+    @property
     def run_dir(self) -> Path:
         return run_directory(self.checkpoint_root, self.experiment, self.seed)
 
@@ -160,7 +190,9 @@ class Run:
 
 
 def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
-    """The run a job's config describes; relative paths are taken from ``cwd``."""
+    """The run a job's config describes; relative paths are taken from ``cwd``. Without a
+    ``checkpoint_root``, the one train.py's YAML files set (base.yaml, the experiment's file,
+    then every ``--config`` of ``args``: a preset's own root)."""
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SweepError(f"seed must be an integer, got {seed!r}")
@@ -170,12 +202,19 @@ def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
             f"args must be a list, e.g. args=[--trainer.max_steps,100] (or put train.py's "
             f"arguments after --), got {args!r}"
         )
-    root = Path(str(cfg.checkpoint_root)).expanduser()
+    args = tuple(str(a) for a in args)
+    experiment = str(cfg.experiment)
+    if cfg.checkpoint_root is None:
+        configs = [experiment_config(experiment),
+                   *(cwd / c for c in option_values(args, "--config"))]
+        root = Path(configured_checkpoint_root(configs)).expanduser()
+    else:
+        root = Path(str(cfg.checkpoint_root)).expanduser()
     return Run(
-        experiment=str(cfg.experiment),
+        experiment=experiment,
         seed=seed,
         checkpoint_root=root if root.is_absolute() else cwd / root,
-        args=tuple(str(a) for a in args),
+        args=args,
     )
 
 
@@ -338,10 +377,15 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
             done.append(run)
         else:
             todo.append((job_overrides, run))
+    check_done_runs(done)
     if done:
         log.info("done, skipped: %s", " ".join(run.name for run in done))
     if self.config.dry_run:
         _print_plan(self, [run for _, run in todo], done)
+        print(f"# {time_estimate([run for _, run in todo])}")
+        return []
+    if not (self.config.confirm or names_a_grid(parser.parse_overrides(arguments))):
+        print_grid_only(self, overrides, [run for _, run in todo], done)
         return []
     if not todo:
         print(f"nothing to launch: the {len(grid)} runs are done")
@@ -367,6 +411,72 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
             )
     report_results([r for batch in returns for r in batch], [run for _, run in todo])
     return returns
+
+
+def check_done_runs(done: list[Run]) -> None:
+    """A done run is skipped only if it is a run of the configuration its command gives now (as
+    train.py would check it, run_fingerprint.py); else one line and exit 2, before anything is
+    launched. Loads train.py's parser only when a done run records a configuration."""
+    if not any((run.run_dir / name).exists()
+               for run in done for name in (FINGERPRINT_FILE, CONFIG_FILE)):
+        return  # train.py's parser (lightning) is loaded only when there is something to check
+    from sotddsp.core.command_line import UserError
+    from sotddsp.model.cli import check_recorded_configurations
+
+    try:
+        check_recorded_configurations(
+            [(run.name, run.run_dir, run.command(sys.executable)[3:]) for run in done],
+            fix="give the sweep another checkpoint_root=, or restart that run alone with "
+                "train.py --resume never",
+        )
+    except UserError as error:
+        _fail(str(error))
+
+
+def names_a_grid(overrides: Sequence[Any]) -> bool:
+    """Whether the command line's hydra overrides set one of ``GRID_KEYS`` (``experiment=...``)."""
+    return any(override.key_or_group in GRID_KEYS for override in overrides)
+
+
+def time_estimate(runs: Sequence[Run]) -> str:
+    """The time of ``runs`` one after another, from their step budgets at the step time measured
+    at the paper's settings on the development CPU (``MEASURED_SECONDS_PER_STEP``)."""
+    steps = [run.max_steps for run in runs]
+    hours = sum(s for s in steps if s is not None) * MEASURED_SECONDS_PER_STEP / 3600
+    amount = f"{hours:.0f} h" if hours >= 10 else f"{hours:.1f} h" if hours >= 1 else \
+        f"{hours * 60:.0f} min"
+    unknown = sum(s is None for s in steps)
+    return (
+        f"estimated time: about {amount} one after another"
+        + (f" plus {unknown} runs of unknown budget" if unknown else "")
+        + f" ({sum(s or 0 for s in steps):,} steps at {MEASURED_SECONDS_PER_STEP:.2f} s a step, "
+        "measured at the paper's settings on the 2-core development CPU, docs/RESULTS.md; an "
+        "estimate: other batch sizes, machines and parallel launchers differ)"
+    )
+
+
+def print_grid_only(
+    self: BasicSweeper, overrides: Sequence[Any], todo: list[Run], done: list[Run]
+) -> None:
+    """The default grid, its number of runs and a time estimate, and how to start it."""
+    axes = [
+        f"{o.key_or_group} = {', '.join(o.sweep_string_iterator())}"
+        for o in overrides
+        if o.is_sweep_override()
+    ]
+    roots = sorted({str(run.checkpoint_root) for run in (*todo, *done)})
+    launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
+    print(f"the default grid: {' x '.join(axes) or 'one run'}")
+    print(
+        f"{len(todo) + len(done)} runs under {', '.join(roots)}: {len(todo)} to launch, "
+        f"{len(done)} done; launcher: {launcher}"
+    )
+    print(time_estimate(todo))
+    print(
+        "nothing was started: add --yes to start this grid, or name one "
+        "(experiment=SOT-2048 seed=42,123); --dry-run prints the commands; --help lists the "
+        "launchers"
+    )
 
 
 def _batch_size(self: BasicSweeper, n_runs: int) -> int:
@@ -427,13 +537,17 @@ def _hydra_quoted(value: str) -> str:
     return f"'{value}'"
 
 
+FLAGS = {"--dry-run": "dry_run=true", "--yes": "confirm=true"}
+
+
 def hydra_arguments(argv: list[str]) -> list[str]:
-    """sweep.py's command line as hydra overrides: `--dry-run` becomes `dry_run=true`, and the
-    arguments after `--` become `args=[...]`, passed verbatim to every train.py."""
+    """sweep.py's command line as hydra overrides: `--dry-run` becomes `dry_run=true`, `--yes`
+    `confirm=true`, and the arguments after `--` become `args=[...]`, passed verbatim to every
+    train.py."""
     head, tail = (argv, None)
     if "--" in argv:
         head, tail = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    overrides = ["dry_run=true" if arg == "--dry-run" else arg for arg in head]
+    overrides = [FLAGS.get(arg, arg) for arg in head]
     if tail is not None:
         if any(arg.startswith(("args=", "+args=", "++args=")) for arg in head):
             raise SweepError("give train.py's arguments either after -- or as args=[...], not both")
@@ -441,10 +555,78 @@ def hydra_arguments(argv: list[str]) -> list[str]:
     return overrides
 
 
+HELP = """\
+usage: python sweep.py [--yes] [--dry-run] [experiment=A,B,...] [seed=S,T,...]
+                       [checkpoint_root=DIR] [hydra/launcher=NAME] [hydra.launcher.KEY=VALUE ...]
+                       [-- train.py arguments ...]
+
+Runs train.py over a grid of experiments x seeds, one run per combination; each run lands in
+<checkpoint_root>/<experiment>/<experiment>-<seed>/. Runs already done are skipped, the others
+resume from their last.ckpt: after a failure, run the same command again.
+
+The grid (hydra's override syntax):
+  experiment=SOT-2048,MSS-Lin   comma-separated values (experiments: {experiments})
+  seed=42,123  seed=range(1,6)  every combination of the values given runs
+  (default: the paper's grid, {default_grid})
+  Without --yes and without experiment= or seed=, the default grid is printed with its number
+  of runs and a time estimate, and nothing starts.
+
+Options:
+  --yes                    start the default grid
+  --dry-run                print the train.py commands (and the sbatch script); start nothing
+  -- ARGS...               train.py arguments for every run, verbatim, e.g.
+                           -- --config paper-experiments/presets/cpu-quick.yaml
+  args=[ARG,ARG]           the same in hydra's list syntax
+  checkpoint_root=DIR      where runs go (default: train.py's: checkpoints/, or a preset's root)
+  -h, --help               this help;  --hydra-help: hydra's own options
+
+Launchers (hydra/launcher=NAME):
+{launchers}
+Any launcher setting on the command line: hydra.launcher.partition=a100 (see docs/GUIDE.md)."""
+
+
+def help_text() -> str:
+    """sweep.py's --help: the grid syntax, the default grid and the launchers that exist (hydra's
+    own and its plugins', and sweep_conf/hydra/launcher/*.yaml with their first comment line)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    config_dir = CONFIG_DIR
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        names = GlobalHydra.instance().config_loader().get_group_options("hydra/launcher")
+    default = OmegaConf.load(config_dir / "sweep.yaml")
+    chosen = next(
+        (str(d).split(":", 1)[1].strip() for d in default.defaults
+         if str(d).startswith("override hydra/launcher")),
+        "basic",
+    )
+    lines = []
+    for name in names:
+        own = config_dir / "hydra" / "launcher" / f"{name}.yaml"
+        about = "an installed hydra launcher plugin"
+        if own.is_file():
+            comment = own.read_text().splitlines()[0]
+            about = comment.lstrip("# ").strip() if comment.startswith("#") else about
+        elif name == "basic":
+            about = "hydra's own: one run at a time, here"
+        lines.append(f"  {name:<16} {about}{'  (default)' if name == chosen else ''}")
+    grid = default.hydra.sweeper.params
+    return HELP.format(
+        experiments=", ".join(known_experiments()),
+        default_grid=f"experiment={grid.experiment} seed={grid.seed}",
+        launchers="\n".join(lines),
+    )
+
+
 def cli() -> None:
-    """Entry point: `python sweep.py [--dry-run] [hydra overrides] [-- train.py arguments]`."""
+    """Entry point: `python sweep.py [--yes] [--dry-run] [hydra overrides] [-- train.py
+    arguments]`; `--help` prints ``help_text()``."""
     global _program
     _program = Path(sys.argv[0]).name
+    head = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+    if "--help" in head or "-h" in head:
+        print(help_text())
+        return
     try:
         sys.argv = [sys.argv[0], *hydra_arguments(sys.argv[1:])]
     except SweepError as error:

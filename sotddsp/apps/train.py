@@ -6,9 +6,10 @@
 `paper-experiments/base.yaml` is always read first; an experiment file holds only what differs.
 Any key can be overridden on the command line (`--model.temperature 0.2`). Each run writes
 `<checkpoint_root>/<experiment>/<experiment>-<seed>/` (run_layout.py) with `train_config.yaml`
-(replayable with `--config`), `checkpoints/best-lsd-*.ckpt`, `checkpoints/last.ckpt`,
-`test_metrics.json` and a `done` marker. Running the same command again resumes from
-`last.ckpt`, or does nothing if done. The config schema is sotddsp/model/cli.py's.
+(replayable with `--config`), `config_fingerprint.json`, `checkpoints/best-lsd-*.ckpt`,
+`checkpoints/last.ckpt`, `test_metrics.json` and a `done` marker. Running the same command again
+resumes from `last.ckpt`, or does nothing if done; a run directory of another configuration is
+refused (core/run_fingerprint.py). The config schema is sotddsp/model/cli.py's.
 """
 
 from __future__ import annotations
@@ -27,20 +28,18 @@ import yaml
 from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
 from sotddsp.core.class_paths import upgrade_config
 from sotddsp.core.command_line import UserError, console_script, one_line
+from sotddsp.core.run_fingerprint import check_run_binding, fingerprint_of, write_fingerprint
 from sotddsp.core.run_layout import (
-    CHECKOUT_CONFIGS,
     CHECKPOINT_DIR,
     CURVES_FIGURE,
     CURVES_FILE,
     DONE_MARKER,
-    EXPERIMENTS_DIR,
     LAST_CHECKPOINT,
     LOGS_DIR,
     TEST_F0_FIGURE,
     TEST_METRICS_FILE,
     WANDB_ID_FILE,
-    experiment_config,
-    known_experiments,
+    config_file,
 )
 from sotddsp.model.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
 from sotddsp.model.checkpoints import CheckpointError, read_checkpoint
@@ -50,11 +49,11 @@ log = logging.getLogger("train")
 
 
 def _configure_wandb_environment(run_dir: Path, experiment: str, seed: int) -> None:
-    """W&B: offline unless the user chose a mode; name, group and a run id stable across resumes."""
+    """W&B: offline unless the user chose a mode; name, group and a run id stable across resumes.
+    (The project is the logger's own argument: experiment_cli fills it in.)"""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_NAME", f"{experiment}-{seed}")
     os.environ.setdefault("WANDB_RUN_GROUP", experiment)
-    os.environ.setdefault("WANDB_PROJECT", "sot-ddsp")
     os.environ.setdefault("WANDB_RESUME", "allow")
     id_file = run_dir / WANDB_ID_FILE
     if id_file.exists():
@@ -134,24 +133,34 @@ def recorded_metrics(run_dir: Path) -> dict[str, float]:
 def train_and_test(cli: SOTCLI) -> dict[str, float]:
     """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done.
 
-    Every check of the user's input runs before the first write to the run directory."""
+    Every check of the user's input runs before the first write to the run directory, the last
+    one being that the directory holds no run of another configuration (its fingerprint)."""
     run_dir: Path = cli.run_dir
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     done = run_dir / DONE_MARKER
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if cli.config.resume == "auto" and done.exists():
+    fingerprint = fingerprint_of(cli.config_yaml)
+    afresh = cli.config.resume == "never"
+    if not afresh and done.exists():
+        check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
         log.info("run %s is already done (delete %s to train it again)", run_dir, done)
         return recorded_metrics(run_dir)
     check_optimizer(model)
-    ckpt_path = None
-    if cli.config.resume == "auto" and last.exists():
-        check_resumable(last, model)
-        log.info("resuming from %s", last)
-        ckpt_path = str(last)
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_compatible(model, datamodule)
     check_forward(model, datamodule)
+    rewrite = afresh or check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
+    ckpt_path = None
+    if not afresh and last.exists():
+        check_resumable(last, model)
+        log.info("resuming from %s", last)
+        ckpt_path = str(last)
+    if afresh:  # the markers of the run this one replaces
+        for stale in (done, run_dir / TEST_METRICS_FILE):
+            stale.unlink(missing_ok=True)
+    if rewrite:
+        write_fingerprint(run_dir, fingerprint)
     _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
     # The loggers' directory exists before W&B looks for a git repository from it (else it warns
     # "git root ... does not exist").
@@ -197,30 +206,14 @@ def write_run_figures(run_dir: Path, experiment: str, seed: int,
     atomic_write_bytes(run_dir / TEST_F0_FIGURE, figure_png(figure))
 
 
-def config_file(value: str) -> Path | None:
-    """The file a ``--config`` value names: an existing path; else an experiment's name
-    (``SOT-2048``) or a path under ``paper-experiments/`` (``paper-experiments/presets/debug.yaml``,
-    ``presets/debug``), taken from the package's configs, so that an install's command works from
-    any directory; None for anything else (inline YAML, or a missing file left to the parser)."""
-    path = Path(value)
-    if path.is_file():
-        return path
-    if value in known_experiments():
-        return experiment_config(value)
-    relative = value.removeprefix(f"{CHECKOUT_CONFIGS}/")
-    for candidate in (EXPERIMENTS_DIR / relative, EXPERIMENTS_DIR / f"{relative}.yaml"):
-        if candidate.is_file() and candidate.resolve().is_relative_to(EXPERIMENTS_DIR.resolve()):
-            return candidate
-    return None
-
-
 def resolve_config_files(args: list[str], directory: Path) -> list[str]:
     """``args`` with each ``--config`` value resolved (``config_file``), checked and, if it names
     classes by their old paths (``class_paths.upgrade_config``: a run's train_config.yaml written
     before the package), replaced by an upgraded copy in ``directory``.
 
     Each file must be valid YAML (jsonargparse's message names no file). A value that names no
-    file is left to the parser, as ``--config`` also takes inline YAML."""
+    file must be inline YAML that reads as a mapping (``--config '{trainer: {max_steps: 10}}'``),
+    left to the parser; anything else is a missing file (UserError)."""
     out = list(args)
     for i, arg in enumerate(args):
         if arg == "--config" and i + 1 < len(args):
@@ -231,6 +224,12 @@ def resolve_config_files(args: list[str], directory: Path) -> list[str]:
             continue
         path = config_file(value)
         if path is None:
+            try:
+                inline = yaml.safe_load(value)
+            except yaml.YAMLError:  # malformed inline YAML: the parser says where
+                continue
+            if not isinstance(inline, dict):
+                raise UserError(f"--config {value}: the file does not exist; check the path")
             continue
         out[index] = prefix + str(path)
         try:

@@ -22,22 +22,25 @@ import logging
 import re
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sotddsp.core.run_layout import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR
 
 __all__ = [
+    "JSONARGPARSE_TESTED",
     "OneLineArgumentParser",
     "UserError",
     "condense_argument_error",
     "console_script",
+    "config_leaves",
     "describe_config_error",
     "describe_os_error",
     "non_negative_int",
     "one_line",
     "optional_import",
+    "option_values",
     "positive_int",
     "run_cli_main",
 ]
@@ -60,6 +63,18 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(one_line(message))
+
+
+def option_values(args: Sequence[str], option: str) -> list[str]:
+    """The values given to ``option`` in ``args``, in order: ``--config a.yaml`` and
+    ``--config=a.yaml`` alike (e.g. every ``--config`` of a train.py command line)."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(option + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
 
 
 def _int_at_least(text: str, minimum: int, kind: str) -> int:
@@ -97,53 +112,98 @@ def optional_import(module: str, purpose: str) -> types.ModuleType:
                         f"{how}") from None
 
 
-def condense_argument_error(message: str) -> str:
-    """One line from a nested jsonargparse error: the full dotted key, then the innermost problem.
+# The jsonargparse versions whose messages condense_argument_error reads (pyproject.toml pins
+# them); tests/test_config_errors.py fails if one of the covered messages comes out generic.
+JSONARGPARSE_TESTED = ">=4.53,<4.54"
+IMPORT_FAILURE = re.compile(r"No module named|has no attribute|does not exist|not a subclass|"
+                            r"Import path|cannot import")
+
+
+def _option_given(keys: list[str], args: Sequence[str]) -> str | None:
+    """The one command-line option of ``args`` (without ``--``) that the key chain of a nested
+    error designates: it starts with the outermost key and ends with the innermost one, e.g.
+    ``model.loss.init_args.terms.sot.init_args.n_fft`` for ("model.loss", "terms", "n_fft")."""
+    names = {arg[2:].split("=", 1)[0] for arg in args if arg.startswith("--")}
+    matches = [name for name in names
+               if name.startswith(keys[0]) and (len(keys) == 1 or name.endswith("." + keys[-1]))]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _condensed_detail(text: str, lines: list[str]) -> str:
+    """The innermost problem of a jsonargparse error, in our words."""
+    importing = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)", text)
+    if importing and IMPORT_FAILURE.search(importing.group(2)):
+        return (f"cannot import class_path '{importing.group(1)}' ({importing.group(2).strip()}); "
+                "check its spelling")
+    unknown = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*Option '(\w+)' is not "
+                        r"accepted", text)
+    if unknown:
+        return f"{unknown.group(2)} is not an option of {unknown.group(1)}; check its spelling"
+    typed = re.search(r"Expected a <class '(?:[\w.]*\.)?(\w+)'>\. Got value: (.+)", text)
+    if typed:
+        return f"expected {typed.group(1)}, got {typed.group(2).strip()}"
+    choice = re.search(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.+)", text)
+    if choice:
+        return f"expected one of {choice.group(1)}, got {choice.group(2).strip()}"
+    union = re.search(r"Subtypes: \[(.*?)\]", text)
+    given = re.search(r"Given value: (.*?)(?:\. Got value:|$)", text, flags=re.MULTILINE)
+    if union and given:
+        types = re.findall(r"<class '(?:[\w.]*\.)?(\w+)'>", union.group(1))
+        return f"expected {' or '.join(types)}, got {given.group(1)}"
+    missing = re.search(r"File does not exist: (.+)", text)
+    if missing:
+        return f"file does not exist: {missing.group(1).strip()}; check the path"
+    details = [re.sub(r'^.*Parser key "[^"]+":\s*', "", line) for line in lines]
+    details = [d for d in details if d and not d.startswith("Problem with given class_path")]
+    return details[-1] if details else one_line(text)
+
+
+def condense_argument_error(message: str, args: Sequence[str] = ()) -> str:
+    """One line from a jsonargparse error: the dotted key, then the innermost problem and its fix.
 
     'Parser key "model.loss": ... Parser key "n_fft": Expected a <class 'int'>. Got value: abc'
-    becomes 'model.loss.terms.n_fft: expected int, got abc'; a YAML syntax error becomes
-    'cannot parse a config file: <problem> (line L, column C)'.
+    becomes 'model.loss.init_args.terms.sot.init_args.n_fft: expected int, got abc' when ``args``
+    (the command line) holds that option, else 'model.loss.terms.n_fft: ...'; an unknown option,
+    a class_path that does not import, an option a class does not take, a choice outside a
+    Literal, a missing or malformed config file each get their own wording. The messages read
+    are those of the jsonargparse versions ``JSONARGPARSE_TESTED``.
     """
     text = str(message)
-    keys = re.findall(r'Parser key "([^"]+)":', text)
-    class_paths = re.findall(r"Problem with given class_path '([^']+)':", text)
     lines = [raw.strip() for raw in text.splitlines() if raw.strip()]
+    if text.startswith("unrecognized arguments:"):
+        return f"{one_line(text)}; check the spelling (--help lists the options)"
     if lines and lines[0].startswith("Problems parsing config"):
         problems = [line for line in lines[1:] if not line.startswith("in ")]
         where = re.findall(r'line (\d+), column (\d+)', text)
         position = f" (line {where[-1][0]}, column {where[-1][1]})" if where else ""
         problem = problems[-1] if problems else one_line(lines[0].split(":", 1)[-1])
         return f"cannot parse a config file: {problem}{position}; fix its YAML syntax"
-    union = re.search(r"Subtypes: \[(.*?)\]", text)
-    given = re.search(r"Given value: (.*?)(?:\. Got value:|$)", text, flags=re.MULTILINE)
-    if union and given:
-        types = re.findall(r"<class '(?:[\w.]*\.)?(\w+)'>", union.group(1))
-        detail = f"expected {' or '.join(types)}, got {given.group(1)}"
-    else:
-        details = []
-        for line in lines:
-            line = re.sub(r'^.*Parser key "[^"]+":\s*', "", line)
-            if not line or re.fullmatch(r"Problem with given class_path '.+':", line):
-                continue
-            if not line.startswith("- ") or not details:
-                details.append(line)
-        detail = details[-1] if details else one_line(text)
-        detail = re.sub(r"Expected a <class '(\w+)'>\.", r"expected \1,", detail)
-        detail = detail.replace("Got value:", "got")
-        if detail.startswith("File does not exist"):
-            detail = f"{detail}; check the path"
-    if re.search(r"has no attribute|No module named|does not exist|not a subclass|Import path", detail) \
-            and class_paths:
-        detail = f"cannot import class_path '{class_paths[-1]}' ({detail}); check its spelling"
-    where = ".".join(keys)
-    return f"{where}: {detail}" if where else detail
+    keys = re.findall(r'Parser key "([^"]+)":', text)
+    if keys[:1] == ["config"] and "File does not exist" not in text:
+        problems = [re.sub(r'^Parser key "config":\s*', "", line) for line in lines]
+        problems = [p for p in problems if p and not p.startswith("in ")]
+        where = re.findall(r'line (\d+), column (\d+)', text)
+        position = f" (line {where[-1][0]}, column {where[-1][1]})" if where else ""
+        problem = problems[-1] if problems else "unreadable"
+        return f"--config: invalid YAML: {problem}{position}; fix it"
+    detail = _condensed_detail(text, lines)
+    if not keys:
+        return detail
+    unknown = re.match(r"(\w+) is not an option of ", detail)
+    if unknown:
+        keys = [*keys, "init_args", unknown.group(1)]
+    where = _option_given(keys, args) or ".".join(keys)
+    if where == "config":
+        where = "--config"
+    return f"{where}: {detail}"
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every leaf of a nested config mapping."""
+def config_leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested config mapping (a list is one leaf), in
+    the mapping's order: ``("model.optimizer.init_args.lr", 0.0001)``."""
     if isinstance(node, Mapping):
         for key, value in node.items():
-            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+            yield from config_leaves(value, f"{prefix}.{key}" if prefix else str(key))
     else:
         yield prefix, node
 
@@ -167,12 +227,12 @@ def describe_config_error(error: BaseException, config: Mapping[str, Any]) -> st
         return message
     got = re.search(r"got (.+?)(?:;|$)", message)
     candidates = []
-    for key, value in _leaves(config):
+    for key, value in config_leaves(config):
         if key.rsplit(".", 1)[-1] != argument.group(1):
             continue
         if class_path is not None:
             component = key.rsplit(".init_args.", 1)[0]
-            if dict(_leaves(config)).get(f"{component}.class_path") != class_path.group(1):
+            if dict(config_leaves(config)).get(f"{component}.class_path") != class_path.group(1):
                 continue
         candidates.append((key, value))
     if got is not None and len(candidates) > 1:
@@ -219,7 +279,8 @@ def run_cli_main(
               file=sys.stderr)
         sys.exit(EXIT_TERMINATED)
     except ArgumentError as error:
-        print(f"{program}: error: {condense_argument_error(str(error))}", file=sys.stderr)
+        print(f"{program}: error: {condense_argument_error(str(error), sys.argv[1:])}",
+              file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except (UserError, ValueError, *known_errors) as error:
         print(f"{program}: error: {one_line(error)}", file=sys.stderr)

@@ -4,6 +4,7 @@ reads it at every hydra start).
 
     <checkpoint_root>/<experiment>/<experiment>-<seed>/
         train_config.yaml        the full resolved config (replayable with --config)
+        config_fingerprint.json  what binds the directory to its config (run_fingerprint.py)
         checkpoints/best-lsd-<epoch>-<step>.ckpt, checkpoints/last.ckpt
         test_metrics.json        the test of the best checkpoint
         curves.csv, curves.png   training and validation curves
@@ -18,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # The package's own files (configs, weights), wherever it is installed.
 PACKAGE_DIR = Path(str(importlib.resources.files("sotddsp")))
@@ -33,7 +36,9 @@ PRESETS_DIR = EXPERIMENTS_DIR / "presets"
 # Experiments outside the paper's seven (not in known_experiments()): beyond/<name>.yaml.
 BEYOND_EXPERIMENTS_DIR = EXPERIMENTS_DIR / "beyond"
 
+DEFAULT_CHECKPOINT_ROOT = "checkpoints"  # train.py's --checkpoint_root unless a config sets one
 CONFIG_FILE = "train_config.yaml"
+FINGERPRINT_FILE = "config_fingerprint.json"  # the run's normalized config and its digest
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT_TEMPLATE = "best-lsd-{epoch}-{step}"  # ModelCheckpoint's filename
@@ -66,6 +71,7 @@ __all__ = [
     "CONFIG_KEY",
     "CURVES_FIGURE",
     "CURVES_FILE",
+    "DEFAULT_CHECKPOINT_ROOT",
     "DONE_MARKER",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -75,6 +81,7 @@ __all__ = [
     "EXPERIMENTS_DIR",
     "PACKAGE_DIR",
     "PRESETS_DIR",
+    "FINGERPRINT_FILE",
     "LAST_CHECKPOINT",
     "LOGS_DIR",
     "REPO",
@@ -83,6 +90,9 @@ __all__ = [
     "WANDB_ID_FILE",
     "best_checkpoints",
     "checkpoint_step",
+    "config_file",
+    "configured_checkpoint_root",
+    "configured_value",
     "experiment_config",
     "known_experiments",
     "run_directory",
@@ -111,6 +121,51 @@ def experiment_config(experiment: str) -> Path:
     nested = sorted(p for p in EXPERIMENTS_DIR.glob(f"*/{experiment}.yaml")
                     if p.parent != PRESETS_DIR)
     return nested[0] if nested else top
+
+
+def config_file(value: str) -> Path | None:
+    """The file a ``--config`` value names: an existing path; else an experiment's name
+    (``SOT-2048``) or a path under ``paper-experiments/`` (``paper-experiments/presets/debug.yaml``,
+    ``presets/debug``), taken from the package's configs, so that an install's command works from
+    any directory; None for anything else (inline YAML, or a missing file left to the parser)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if value in known_experiments():
+        return experiment_config(value)
+    relative = value.removeprefix(f"{CHECKOUT_CONFIGS}/")
+    for candidate in (EXPERIMENTS_DIR / relative, EXPERIMENTS_DIR / f"{relative}.yaml"):
+        if candidate.is_file() and candidate.resolve().is_relative_to(EXPERIMENTS_DIR.resolve()):
+            return candidate
+    return None
+
+
+def configured_value(config_files: Sequence[str | Path], key: str, default: Any = None) -> Any:
+    """The value of a dotted ``key`` (``trainer.max_steps``) that train.py's YAML files set:
+    base.yaml's, replaced by that of each of ``config_files`` in turn; ``default`` if none does.
+
+    What sweep.py needs before it starts train.py (which resolves the same keys with its parser,
+    where the command line comes last and wins). Values that are not readable YAML files (inline
+    YAML, a missing file) are skipped: train.py reports those."""
+    import yaml
+
+    value = default
+    for path in (BASE_CONFIG, *(config_file(str(p)) or Path(p) for p in config_files)):
+        try:
+            node = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            value = node
+    return value
+
+
+def configured_checkpoint_root(config_files: Sequence[str | Path]) -> str:
+    """The ``checkpoint_root`` of train.py's YAML files (``configured_value``): ``checkpoints``,
+    or a preset's own root such as ``checkpoints/debug``."""
+    return str(configured_value(config_files, "checkpoint_root", DEFAULT_CHECKPOINT_ROOT))
 
 
 def checkpoint_step(path: str | Path) -> int:

@@ -9,16 +9,22 @@ and its RNG-state callback. train.py trains with it; checkpoints.py rebuilds mod
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
 from sotddsp.core.atomic_files import atomic_write_text
-from sotddsp.core.command_line import UserError, describe_config_error
+from sotddsp.core.class_paths import upgrade_config
+from sotddsp.core.command_line import UserError, condense_argument_error, describe_config_error
+from sotddsp.core.run_fingerprint import check_run_binding, fingerprint_of
 from sotddsp.core.run_layout import (
     BASE_CONFIG,
     BEST_CHECKPOINT_TEMPLATE,
@@ -26,6 +32,8 @@ from sotddsp.core.run_layout import (
     CONFIG_FILE,
     CONFIG_KEY,
     CURVES_FILE,
+    DEFAULT_CHECKPOINT_ROOT,
+    FINGERPRINT_FILE,
     LOGS_DIR,
     run_directory,
 )
@@ -38,7 +46,12 @@ from sotddsp.model.callbacks import (
     RNGStateCallback,
 )
 
-__all__ = ["SOTCLI", "RunConfigSaver", "build_cli", "check_compatible"]
+__all__ = ["DEFAULT_WANDB_PROJECT", "SOTCLI", "RunConfigSaver", "build_cli", "check_compatible",
+           "check_recorded_configurations", "config_parser", "resolve_command",
+           "resolve_config_text"]
+
+# The W&B project of a logger whose config names none, unless WANDB_PROJECT names one.
+DEFAULT_WANDB_PROJECT = "sot-ddsp"
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -69,10 +82,13 @@ class SOTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--experiment", type=str, default="default",
                             help="Experiment name: runs go to <checkpoint_root>/<experiment>/<experiment>-<seed>")
-        parser.add_argument("--checkpoint_root", type=str, default="checkpoints",
-                            help="Root directory of all runs")
+        parser.add_argument("--checkpoint_root", type=str, default=DEFAULT_CHECKPOINT_ROOT,
+                            help="Root directory of all runs (presets that change training set "
+                                 "their own, e.g. checkpoints/debug; this option wins)")
         parser.add_argument("--resume", type=Literal["auto", "never"], default="auto",
-                            help="auto: resume from last.ckpt if present, skip if the run is done; never: start afresh")
+                            help="auto: resume from last.ckpt if present, skip if the run is done, "
+                                 "refuse a run directory of another configuration; never: start "
+                                 "afresh in the run directory")
         parser.add_lightning_class_args(EpochEndCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/lsd",
@@ -103,17 +119,25 @@ class SOTCLI(LightningCLI):
         if seed is None or seed is True or seed is False:
             raise UserError("seed_everything must be an integer seed, e.g. --seed_everything 42")
         self.run_dir = run_directory(config.checkpoint_root, config.experiment, int(seed))
+        loggers = config.trainer.logger
+        loggers = [getattr(logger, "init_args", None)
+                   for logger in (loggers if isinstance(loggers, list) else [loggers])]
+        loggers = [init_args for init_args in loggers if init_args is not None]
+        for init_args in loggers:  # a logger with a project (W&B) logs to ours unless told
+            if "project" in init_args and init_args.project is None:
+                init_args.project = os.environ.get("WANDB_PROJECT") or DEFAULT_WANDB_PROJECT
         # the config as the user gave it, before the derived paths below are filled in
-        self.save_config_kwargs.update(
-            config_yaml=self.parser.dump(config, skip_unset=False), run_dir=self.run_dir
-        )
+        self.config_yaml = self.parser.dump(config, skip_unset=False)
+        self.save_config_kwargs.update(config_yaml=self.config_yaml, run_dir=self.run_dir)
         config.trainer.default_root_dir = str(self.run_dir)
         config.checkpoint.dirpath = str(self.run_dir / CHECKPOINT_DIR)
-        loggers = config.trainer.logger
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init_args = getattr(logger, "init_args", None)
-            if init_args is not None and "save_dir" in init_args:
+        for init_args in loggers:
+            if "save_dir" in init_args:
                 init_args.save_dir = str(self.run_dir / LOGS_DIR)
+
+    def resolve_config_text(self, text: str) -> dict[str, Any]:
+        """``resolve_config_text(self.parser, text)``."""
+        return resolve_config_text(self.parser, text)
 
     def instantiate_classes(self) -> None:
         """Build the classes; a constructor's complaint names its config key (one line)."""
@@ -134,6 +158,19 @@ class SOTCLI(LightningCLI):
         return trainer
 
 
+class _ParserOnlyCLI(SOTCLI):
+    """SOTCLI that parses and builds nothing, nor seeds (``config_parser``)."""
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
 def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
     """Parse ``args`` (default: sys.argv) and instantiate model, data and trainer."""
     argv = sys.argv
@@ -145,8 +182,68 @@ def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:
         sys.argv = argv
 
 
-def _build_cli(args: list[str] | None, run: bool) -> SOTCLI:
-    return SOTCLI(
+def config_parser() -> LightningArgumentParser:
+    """build_cli's parser (base config first, our options, the links), building nothing:
+    ``config_parser().parse_args(args)`` resolves a command line's config (a jsonargparse
+    Namespace; ``ArgumentError`` as build_cli), ``.dump(config, skip_unset=False)`` as
+    train_config.yaml records it."""
+    return _build_cli([], run=False, cli_class=_ParserOnlyCLI).parser
+
+
+def resolve_config_text(parser: LightningArgumentParser, text: str) -> dict[str, Any]:
+    """A recorded config (YAML text, e.g. a run's train_config.yaml) resolved again by
+    ``parser``, as nested dicts: options added since it was written take their defaults.
+    ``ValueError`` (one line) when the parser rejects it. Class paths of the flat layout
+    (``losses.SpectralOTLoss``, ...) are upgraded first (``class_paths.upgrade_config``)."""
+    try:
+        recorded = yaml.safe_load(text)
+    except yaml.YAMLError:  # the parser below says what is wrong
+        recorded = None
+    if upgrade_config(recorded) != recorded:
+        text = yaml.safe_dump(upgrade_config(recorded), sort_keys=False)
+    try:
+        config = parser.parse_string(text)
+    except ArgumentError as error:
+        raise ValueError(condense_argument_error(str(error))) from None
+    return yaml.safe_load(parser.dump(config, skip_unset=False))
+
+
+def resolve_command(parser: LightningArgumentParser, args: list[str]) -> str:
+    """The resolved config of a train.py command line (its arguments), as YAML: what the run's
+    train_config.yaml would hold (but for the logger's project, which train.py fills in).
+    ``ValueError`` (one line) when the parser rejects the arguments."""
+    try:
+        config = parser.parse_args(args)
+    except ArgumentError as error:
+        raise ValueError(condense_argument_error(str(error), args)) from None
+    return parser.dump(config, skip_unset=False)
+
+
+def check_recorded_configurations(
+    runs: Sequence[tuple[str, Path, list[str]]], fix: str
+) -> None:
+    """For each ``(name, run directory, train.py arguments)`` whose directory records a
+    configuration (config_fingerprint.json or train_config.yaml): a one-line ``UserError``
+    ``"<name>: ..."`` when the arguments resolve to another one (as train.py would refuse them,
+    run_fingerprint.check_run_binding, naming ``fix`` as the way out). For the tools that skip
+    a done run without starting train.py (sweep.py, scripts/short_budget.py); the parser is
+    built only when a directory records a configuration."""
+    recorded = [(name, run_dir, args) for name, run_dir, args in runs
+                if (run_dir / FINGERPRINT_FILE).exists() or (run_dir / CONFIG_FILE).exists()]
+    if not recorded:
+        return
+    parser = config_parser()
+    for name, run_dir, args in recorded:
+        try:
+            current = fingerprint_of(resolve_command(parser, list(args)))
+            check_run_binding(run_dir, current, lambda text: resolve_config_text(parser, text),
+                              fix=fix)
+        except (UserError, ValueError) as error:
+            raise UserError(f"{name}: {error}") from None
+
+
+def _build_cli(args: list[str] | None, run: bool, cli_class: type[SOTCLI] = SOTCLI) -> SOTCLI:
+    return cli_class(
         model_class=HarmonicAutoencoder,
         datamodule_class=None,
         subclass_mode_data=True,

@@ -19,7 +19,7 @@ import yaml
 from helpers.entrypoints import REPO
 
 from sotddsp.apps import train
-from sotddsp.core.run_layout import CONFIG_KEY, PRESETS_DIR, experiment_config
+from sotddsp.core.run_layout import CONFIG_KEY, PRESETS_DIR, config_file, experiment_config
 from sotddsp.model.checkpoints import load_checkpoint
 
 FIXTURE = REPO / "tests" / "fixtures" / "v0-run"
@@ -82,25 +82,35 @@ def _copy_run(root: Path) -> Path:
 
 
 def _common(data: Path, root: Path) -> list[str]:
-    return ["--config", str(PRESETS_DIR / "debug.yaml"), "--data.init_args.data_path", str(data),
+    """The fixture's own settings (its budget of 2 steps, its data file's name: a run directory is
+    bound to its configuration, core/run_fingerprint.py), on a copy of the tiny data set."""
+    shutil.copy(data, root / "tiny.pth")
+    return ["--config", str(PRESETS_DIR / "debug.yaml"),
+            "--data.init_args.data_path", str(root / "tiny.pth"),
             "--data.init_args.batch_size", "4", "--checkpoint_root", str(root),
-            "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false", *TINY_ENCODER]
+            "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false", *TINY_ENCODER]
 
 
 def test_an_old_run_resumes_under_todays_config(
     tiny_data_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``python train.py --config paper-experiments/SOT-2048.yaml --checkpoint_root <root>``
-    (the command of the runs trained before the package): resumes the old last.ckpt (step 2)
-    and trains on to step 4; the run's config then names today's classes."""
+    (the command of the runs trained before the package): the run directory, recorded with the
+    flat layout's class paths and no fingerprint, is the same configuration (its
+    train_config.yaml upgraded and resolved again); the old last.ckpt (step 2, its budget)
+    resumes, the run is tested and marked done, and its config and fingerprint then name
+    today's classes."""
     run = _copy_run(tmp_path)
     caplog.set_level("INFO", logger="train")
-    train.main(["--config", str(experiment_config("SOT-2048")), *_common(tiny_data_path, tmp_path)])
-    assert "resuming from" in caplog.text
+    results = train.main(["--config", str(experiment_config("SOT-2048")),
+                          *_common(tiny_data_path, tmp_path)])
+    assert "resuming from" in caplog.text and math.isfinite(results["lsd"])
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 4 and (run / "done").exists()
+    assert last["global_step"] == 2 and (run / "done").exists()
     config = yaml.safe_load((run / "train_config.yaml").read_text())
     assert config["model"]["encoder"]["class_path"] == "sotddsp.model.encoder.PESTOEncoder"
+    fingerprint = json.loads((run / "config_fingerprint.json").read_text())
+    assert fingerprint["config"]["model"]["loss"]["class_path"] == "sotddsp.dsp.losses.LossMixture"
 
 
 def test_an_old_train_config_replays(tiny_data_path: Path, tmp_path: Path) -> None:
@@ -114,8 +124,8 @@ def test_an_old_train_config_replays(tiny_data_path: Path, tmp_path: Path) -> No
     (tmp_path / "old.yaml").write_text(old)
     results = train.main(["--config", str(tmp_path / "old.yaml"),
                           *_common(tiny_data_path, tmp_path)[2:]])
-    assert math.isfinite(results["lsd"])
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert math.isfinite(results["lsd"]) and (run / "done").exists()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
 def test_config_values_name_files_experiments_or_the_packages_configs(tmp_path: Path,
@@ -124,11 +134,11 @@ def test_config_values_name_files_experiments_or_the_packages_configs(tmp_path: 
     and ``paper-experiments/...`` resolve to the package's configs from any directory; an
     existing file wins; inline YAML is left alone."""
     monkeypatch.chdir(tmp_path)
-    assert train.config_file("SOT-2048") == experiment_config("SOT-2048")
-    assert train.config_file("presets/debug") == PRESETS_DIR / "debug.yaml"
-    assert train.config_file("paper-experiments/presets/debug.yaml") == PRESETS_DIR / "debug.yaml"
-    assert train.config_file("paper-experiments/SOT-512.yaml") == experiment_config("SOT-512")
-    assert train.config_file("{trainer: {max_steps: 3}}") is None
-    assert train.config_file("paper-experiments/../../pyproject.toml") is None
+    assert config_file("SOT-2048") == experiment_config("SOT-2048")
+    assert config_file("presets/debug") == PRESETS_DIR / "debug.yaml"
+    assert config_file("paper-experiments/presets/debug.yaml") == PRESETS_DIR / "debug.yaml"
+    assert config_file("paper-experiments/SOT-512.yaml") == experiment_config("SOT-512")
+    assert config_file("{trainer: {max_steps: 3}}") is None
+    assert config_file("paper-experiments/../../pyproject.toml") is None
     (tmp_path / "SOT-2048").write_text("trainer: {max_steps: 3}\n")
-    assert train.config_file("SOT-2048") == Path("SOT-2048")
+    assert config_file("SOT-2048") == Path("SOT-2048")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -118,6 +119,76 @@ def test_subset_and_extra_train_arguments(tmp_path: Path) -> None:
         "args=['--trainer.max_steps=100',--model.temperature,'0.2']",
     )
     assert _planned(listed) == [_expected_command("SOT-NoCut", 7, root, *odd[:3])]
+
+
+def test_a_bare_sweep_prints_the_grid_and_starts_nothing(tmp_path: Path) -> None:
+    """`python sweep.py` (no --yes, no experiment= or seed=): the paper's grid, its 35 runs and
+    a time estimate from the measured step time; exit 0; no run, no multirun directory."""
+    result = _sweep(tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"the default grid: experiment = {', '.join(PAPER_EXPERIMENTS)} x seed = "
+        f"{', '.join(map(str, PAPER_SEEDS))}"
+    )
+    root = tmp_path / "checkpoints"
+    assert lines[1] == f"35 runs under {root}: 35 to launch, 0 done; launcher: basic"
+    hours = 35 * 25_000 * sweep.MEASURED_SECONDS_PER_STEP / 3600
+    assert lines[2].startswith(f"estimated time: about {hours:.0f} h one after another "
+                               "(875,000 steps")
+    assert "nothing was started" in lines[3] and "--yes" in lines[3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, nothing started
+    # launcher settings alone do not start it either; a grid of hydra's params does not count
+    other = _sweep(tmp_path, "hydra/launcher=local_parallel", "hydra.sweeper.params.seed=1")
+    assert other.returncode == 0 and "nothing was started" in other.stdout
+    assert "7 runs under" in other.stdout and "launcher: local_parallel" in other.stdout
+
+
+def test_yes_or_an_explicit_grid_starts_the_sweep(tmp_path: Path) -> None:
+    """With --yes (or experiment=/seed=) the sweep proceeds: here to its done-skipping, as every
+    run of the grid is done."""
+    root = tmp_path / "ck"
+    for seed in (1, 2):
+        done = sweep.run_directory(root, "SOT-NoCut", seed)
+        done.mkdir(parents=True)
+        (done / "done").write_text("")
+    grid = ["hydra.sweeper.params.experiment=SOT-NoCut", "hydra.sweeper.params.seed='1,2'",
+            f"checkpoint_root={root}"]
+    assert "nothing was started" in _sweep(tmp_path, *grid).stdout
+    assert "nothing to launch: the 2 runs are done" in _sweep(tmp_path, "--yes", *grid).stdout
+    explicit = _sweep(tmp_path, "experiment=SOT-NoCut", "seed=1,2", f"checkpoint_root={root}")
+    assert "nothing to launch: the 2 runs are done" in explicit.stdout
+
+
+def test_help_lists_the_launchers_and_the_grid_syntax() -> None:
+    """--help: every hydra/launcher choice that exists (ours in conf/, hydra's basic, the
+    installed plugins'), the grid syntax and the options; exit 0, hydra starts nothing."""
+    result = run_entry_point("sweep.py", ["--help"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    ours = sorted(p.stem for p in (REPO / "conf" / "sweep" / "hydra" / "launcher").glob("*.yaml"))
+    listed = re.findall(r"^  (\w+) +\S", text.split("Launchers (hydra/launcher=NAME):")[1],
+                        flags=re.MULTILINE)
+    assert set(ours) | {"basic"} <= set(listed), listed
+    for name in ours:  # with the first line of its config file
+        first = (REPO / "conf" / "sweep" / "hydra" / "launcher" / f"{name}.yaml").read_text()
+        assert first.splitlines()[0].lstrip("# ").strip() in text, name
+    for phrase in ("experiment=SOT-2048,MSS-Lin", "seed=42,123", "--yes", "--dry-run",
+                   "args=[", "checkpoint_root=", "-- ARGS"):
+        assert phrase in text, phrase
+    assert "powered by Hydra" not in text
+
+
+def test_a_presets_runs_go_under_its_own_root(tmp_path: Path) -> None:
+    """Without checkpoint_root=, the sweep takes the root train.py's YAML files set (a preset's
+    own) and passes it to train.py explicitly."""
+    preset = REPO / "paper-experiments" / "presets" / "cpu-quick.yaml"
+    commands = _planned(_sweep(tmp_path, "--dry-run", "experiment=SOT-512", "seed=4", "--",
+                               "--config", str(preset)))
+    assert commands == [_expected_command("SOT-512", 4, tmp_path / "checkpoints" / "cpu-quick",
+                                          "--config", str(preset))]
+    plain = _planned(_sweep(tmp_path, "--dry-run", "experiment=SOT-512", "seed=4"))
+    assert plain == [_expected_command("SOT-512", 4, tmp_path / "checkpoints")]
 
 
 @pytest.mark.parametrize(
@@ -288,6 +359,15 @@ def test_local_sweep_runs_and_then_skips(tmp_path: Path, tiny_data_path: Path) -
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
     again = _sweep(tmp_path, *args)
     assert again.returncode == 0 and "nothing to launch: the 1 runs are done" in again.stdout
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
+
+    # the same run with another configuration is not skipped as done: one line, exit 2
+    other = _sweep(tmp_path, *args[:-4], "--trainer.max_steps", "3", *args[-2:])
+    assert other.returncode == 2, other.stderr[-3000:]
+    last = other.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweep.py: error: MSS-Lin-3: ")
+    assert "trainer.max_steps was 2, now 3" in last
+    assert "checkpoint_root=" in last and "Traceback" not in other.stderr
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
 
 

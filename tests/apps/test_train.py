@@ -152,3 +152,25 @@ def test_estimate_shapes(tiny_data_path: Path, tmp_path: Path) -> None:
     assert longer["f0_hz"].shape == (2, 62) and longer["audio"].shape == (2, 62 * 256)
     lo, hi = model.f0_low_hz, model.f0_high_hz
     assert ((out["f0_hz"] >= lo * 0.999) & (out["f0_hz"] <= hi * 1.001)).all()
+
+
+def test_wandb_logs_to_our_project_unless_told_otherwise(
+    tiny_data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the logger's own init arguments, offline (nothing is sent): sot-ddsp by default,
+    WANDB_PROJECT when set, and the YAML's ``trainer.logger.init_args.project`` above both."""
+    yaml_project = tmp_path / "project.yaml"
+    yaml_project.write_text("trainer:\n  logger:\n    init_args:\n      project: from-yaml\n")
+
+    def project(*extra: str) -> str:
+        cli = experiment_cli.build_cli(["--data.init_args.data_path", str(tiny_data_path),
+                                        "--checkpoint_root", str(tmp_path), *extra])
+        (logger,) = cli.trainer.loggers
+        return logger._wandb_init["project"]
+
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    assert project() == "sot-ddsp" == experiment_cli.DEFAULT_WANDB_PROJECT
+    assert project("--config", str(yaml_project)) == "from-yaml"
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    assert project() == "from-env"
+    assert project("--trainer.logger.init_args.project", "from-command-line") == "from-command-line"

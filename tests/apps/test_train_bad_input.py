@@ -101,8 +101,10 @@ CASES: list[Case] = [
             ("zero", "0", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: n_fft must "
                            r"be a positive integer", r"got 0")),
             ("negative", "-5", (r"n_fft must be a positive integer", r"got -5")),
-            ("text", "abc", (r"model\.loss\.terms\.n_fft: expected int", r"got abc")),
-            ("fraction", "2.5", (r"model\.loss\.terms\.n_fft: expected int", r"got 2\.5")),
+            ("text", "abc", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: expected "
+                             r"int", r"got abc")),
+            ("fraction", "2.5", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: "
+                                 r"expected int", r"got 2\.5")),
         )
     ],
     Case(
@@ -115,7 +117,8 @@ CASES: list[Case] = [
         "framing-unknown",
         T,
         lambda w, ws: train_args(w, ws, "--model.loss.init_args.terms.sot.init_args.framing", "end"),
-        (r"model\.loss\.terms\.framing", r"'padded', 'full', 'centered'", r"got end"),
+        (r"model\.loss\.init_args\.terms\.sot\.init_args\.framing: expected one of",
+         r"'padded', 'full', 'centered'", r"got end"),
     ),
     Case(
         "seed-not-integer",
@@ -191,6 +194,17 @@ CASES: list[Case] = [
             r"--resume never",
         ),
         prepare=lambda w, ws: shutil.copy(w.other_model_ckpt, last_checkpoint(ws)),
+    ),
+    Case(
+        "resume-with-another-configuration",
+        T,
+        lambda w, ws: train_args(w, ws, "--model.optimizer.init_args.lr", "0.001"),
+        (
+            r"SOT-2048-3 holds a run of another configuration",
+            r"model\.optimizer\.init_args\.lr was 0\.0001, now 0\.001",
+            r"another --checkpoint_root",
+            r"--resume never",
+        ),
     ),
     # ---- where results go
     Case(

@@ -50,6 +50,33 @@ HARMLESS_LINES = tuple(
 )
 
 
+def tiny_budget(data: Path) -> list[str]:
+    """train.py options, appended last, that shrink any run to one training step on ``data``
+    (a tiny data set), one validation and one test batch, no logger, figures or progress bar."""
+    return [
+        "--data.init_args.data_path", str(data),
+        "--trainer.max_steps", "1",
+        "--trainer.limit_train_batches", "1",
+        "--trainer.limit_val_batches", "1",
+        "--trainer.limit_test_batches", "1",
+        "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.num_sanity_val_steps", "0",
+        "--trainer.accelerator", "cpu",
+        "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--model.n_plot_examples", "0",
+    ]
+
+
+def run_workspace(directory: Path) -> Path:
+    """``directory`` made a place to run the README's and GUIDE's commands from, as a user does
+    from a checkout: ``paper-experiments/`` (a link to the repository's) and nothing else, so
+    their relative run roots (``checkpoints/...``) land inside it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "paper-experiments").symlink_to(REPO / "paper-experiments")
+    return directory
+
+
 def environment(**extra: str) -> dict[str, str]:
     """The subprocesses' environment: W&B and progress bars off, one thread (so that runs are
     bit-for-bit repeatable and two runs in parallel do not oversubscribe 2 cores)."""

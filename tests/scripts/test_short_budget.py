@@ -219,6 +219,13 @@ def test_two_seeds_end_to_end_a_failure_a_resume_and_collect_only(
     assert [r["seed"] for r in rows] == [0, 1]
     assert {name: (root / name).read_bytes() for name in outputs} == outputs
 
+    # the same seeds at another budget are no results of this study: one line, nothing runs
+    with pytest.raises(UserError, match=r"^SOT-2048 seed 1: .*trainer\.max_steps was 1, now 2.*"
+                                        r"another --root$"):
+        short_budget.main(["--experiments", "SOT-2048", "--seed-list", "1", "--root", str(root),
+                           *tiny, "--trainer.max_steps", "2"])
+    assert tree_digest(root / "SOT-2048" / "SOT-2048-0", root / "SOT-2048" / "SOT-2048-1") == runs
+
     # collect-only rebuilds the same files from the runs alone, training nothing
     for name in ("seeds.csv", "summary.md", "seeds.png"):
         (root / name).unlink()
