@@ -556,9 +556,9 @@ def hydra_arguments(argv: list[str]) -> list[str]:
 
 
 HELP = """\
-usage: python sweep.py [--yes] [--dry-run] [experiment=A,B,...] [seed=S,T,...]
-                       [checkpoint_root=DIR] [hydra/launcher=NAME] [hydra.launcher.KEY=VALUE ...]
-                       [-- train.py arguments ...]
+usage: {program} [--yes] [--dry-run] [experiment=A,B,...] [seed=S,T,...]
+       {indent} [checkpoint_root=DIR] [hydra/launcher=NAME] [hydra.launcher.KEY=VALUE ...]
+       {indent} [-- train.py arguments ...]
 
 Runs train.py over a grid of experiments x seeds, one run per combination; each run lands in
 <checkpoint_root>/<experiment>/<experiment>-<seed>/. Runs already done are skipped, the others
@@ -611,7 +611,10 @@ def help_text() -> str:
             about = "hydra's own: one run at a time, here"
         lines.append(f"  {name:<16} {about}{'  (default)' if name == chosen else ''}")
     grid = default.hydra.sweeper.params
+    program = "python sweep.py" if _program == "sweep.py" else _program
     return HELP.format(
+        program=program,
+        indent=" " * len(program),
         experiments=", ".join(known_experiments()),
         default_grid=f"experiment={grid.experiment} seed={grid.seed}",
         launchers="\n".join(lines),
