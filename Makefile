@@ -12,7 +12,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU torch first, from this machine's disk; an unpinned torch would pull a CUDA build.
+	# CPU torch first, from this machine's disk; an unpinned torch would pull a CUDA build
+	# (elsewhere: README "Install elsewhere").
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -22,7 +23,7 @@ test: install
 
 # A real single-node SLURM cluster (needs root: installs slurm-wlm and munge with apt-get).
 test-slurm: install
-	$(PY) -m pytest -q -m slurm tests/test_slurm.py
+	$(PY) -m pytest -q -m slurm tests/apps/test_sweep_slurm.py
 
 test-all: install
 	$(PY) -m pytest -q -m ''
@@ -41,4 +42,4 @@ figures: install
 	$(PY) scripts/loss_landscape.py --out figures/loss_landscape.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache build _native_kernels*.so
+	rm -rf $(VENV) .pytest_cache build sotddsp/dsp/_native_kernels*.so

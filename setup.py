@@ -1,7 +1,8 @@
 """Builds the optional C kernels (csrc/); everything else is in pyproject.toml.
 
-One extension module, ``_native_kernels``: the merge kernel of ``losses.wasserstein_1d`` and the
-fused CPU path of ``models.synth.HarmonicSynth``. It is optional: without a C compiler the install
+One extension module, ``sotddsp.dsp._native_kernels`` (inside the package: nothing else installs
+at top level): the merge kernel of ``sotddsp.dsp.ot.wasserstein_1d`` and the fused CPU path of
+``sotddsp.dsp.synth.HarmonicSynth``. It is optional: without a C compiler the install
 still succeeds and the pure-torch paths are used (the same values to rounding, slower on the CPU).
 """
 
@@ -10,7 +11,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "_native_kernels",
+            "sotddsp.dsp._native_kernels",
             sources=["csrc/native_kernels.c"],
             depends=["csrc/sot_merge.h", "csrc/sot_merge_rows.h", "csrc/harmonic_synth.h",
                      "csrc/harmonic_synth_rows.h"],

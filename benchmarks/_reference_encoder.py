@@ -1,6 +1,6 @@
 """The encoder's first formulation, layer by layer with its nn.Conv1d modules, for the benchmarks.
 
-Same parameters and state_dict as models.encoder.PESTOEncoder (it is a subclass); only the
+Same parameters and state_dict as sotddsp.model.encoder.PESTOEncoder (it is a subclass); only the
 computation differs: NCL layout, one autograd node per layer, the Toeplitz head as a
 1-channel conv1d with kernel D_in + D_out - 1.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import PESTOEncoder, exp_sigmoid
+from sotddsp.model.encoder import PESTOEncoder, exp_sigmoid
 
 
 class ConvReferenceEncoder(PESTOEncoder):

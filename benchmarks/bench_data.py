@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -27,9 +23,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
 
-    from data_files import save_dataset
-    from datamodule import PreloadedSinusoidDataModule
-    from synthetic_data import generate_dataset
+    from sotddsp.data.datamodule import PreloadedSinusoidDataModule
+    from sotddsp.data.files import save_dataset
+    from sotddsp.data.synthetic import generate_dataset
 
     generation, saving, epoch = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,25 +25,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks._rates import (
+from _rates import (
     encoder_layer_flops,
     encoder_step,
     encoder_step_flops,
     matmul_rates,
     share,
 )
-from benchmarks._reference_encoder import ConvReferenceEncoder
-from models.encoder import PESTOEncoder, exp_sigmoid
+from _reference_encoder import ConvReferenceEncoder
+from torch import Tensor
+
+from sotddsp.model.encoder import PESTOEncoder, exp_sigmoid
 
 
 @dataclass

@@ -29,7 +29,8 @@ import psutil
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from sotddsp.core.run_layout import PRESETS_DIR, REPO, experiment_config
+
 PYTHON = sys.executable
 MB = 1024 * 1024
 
@@ -41,7 +42,6 @@ def _environment() -> dict[str, str]:
             "WANDB_MODE": "disabled",
             "TQDM_DISABLE": "1",
             "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
         }
     )
     return env
@@ -80,9 +80,9 @@ def _train_command(data: Path, root: Path, epochs: int, batches: int, seed: int 
         PYTHON,
         str(REPO / "train.py"),
         "--config",
-        str(REPO / "paper-experiments" / "SOT-2048.yaml"),
+        str(experiment_config("SOT-2048")),
         "--config",
-        str(REPO / "paper-experiments" / "presets" / "debug.yaml"),
+        str(PRESETS_DIR / "debug.yaml"),
         "--data.init_args.data_path",
         str(data),
         "--data.init_args.batch_size",
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = 12 if args.quick else args.epochs
     eval_runs = (1, 2) if args.quick else (1, 2, 4)
 
-    from data_files import save_dataset
-    from synthetic_data import SynthSettings, generate_dataset
+    from sotddsp.data.files import save_dataset
+    from sotddsp.data.synthetic import SynthSettings, generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench_memory-") as tmp:
         workdir = Path(tmp)

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from sotddsp.core.run_layout import PRESETS_DIR, REPO, experiment_config
 
 PAPER_STEPS = 25_000
 BATCHES_PER_EPOCH = 44  # ceil(2800 / 64)
@@ -64,7 +64,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     import torch
     from lightning.pytorch import Callback
 
-    from experiment_cli import build_cli
+    from sotddsp.model.cli import build_cli
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,9 +96,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        config = ["--config", str(REPO / "paper-experiments" / f"{args.experiment}.yaml")]
+        config = ["--config", str(experiment_config(args.experiment))]
         if args.precision == "bf16":
-            config += ["--config", str(REPO / "paper-experiments" / "presets" / "bf16.yaml")]
+            config += ["--config", str(PRESETS_DIR / "bf16.yaml")]
         cli = build_cli([
             *config,
             "--data.init_args.data_path", str(args.data),
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.processes == 1:
         results = [measure(args)]
     else:
-        from synthetic_data import ensure_dataset
+        from sotddsp.data.synthetic import ensure_dataset
 
         ensure_dataset(args.data)  # once, before the copies start
         with tempfile.TemporaryDirectory() as tmp:

@@ -17,18 +17,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from reference_sot import reference_wasserstein_1d
 from torch import Tensor
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.reference_sot import reference_wasserstein_1d
-from losses import native_kernel_available, wasserstein_1d
-from models.spectral import STFT
+from sotddsp.dsp.ot import native_kernel_available, wasserstein_1d
+from sotddsp.dsp.spectral import STFT
 
 SAMPLE_RATE = 16000
 N_SAMPLES = 4096
@@ -101,7 +96,7 @@ def bench_shape(n_fft: int, batch: int, repeats: int, warmup: int, p: float = 2.
     pred, target, positions = sot_weights(batch, n_fft, seed=n_fft)
     u = pred.clone().requires_grad_(True)
     methods: dict[str, tuple[Callable[[], Tensor], str]] = {
-        "ours (losses.wasserstein_1d)": (
+        "ours (sotddsp.dsp.ot.wasserstein_1d)": (
             lambda: wasserstein_1d(u, target, positions, p=p, cutoff=True),
             "cutoff=True; C merge kernel"
             if native_kernel_available()
@@ -127,7 +122,7 @@ def bench_shape(n_fft: int, batch: int, repeats: int, warmup: int, p: float = 2.
     for _ in range(repeats):
         for name, (fn, _note) in methods.items():
             times[name].append(_time_once(fn, u))
-    ours = statistics.median(times["ours (losses.wasserstein_1d)"])
+    ours = statistics.median(times["ours (sotddsp.dsp.ot.wasserstein_1d)"])
     value_rel_diff = {
         str(dtype).removeprefix("torch."): _max_rel_value_diff(pred, target, positions, p, dtype)
         for dtype in (torch.float32, torch.float64)

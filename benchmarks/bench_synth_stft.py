@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from models.spectral import STFT  # noqa: E402
-from models.synth import HarmonicSynth  # noqa: E402
+from sotddsp.dsp.spectral import STFT
+from sotddsp.dsp.synth import HarmonicSynth
 
 BATCH = 64
 

@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
+from _rates import encoder_step, encoder_step_flops, matmul_rates, share
 from lightning.pytorch import Callback
 
-from benchmarks._rates import encoder_step, encoder_step_flops, matmul_rates, share
+from sotddsp.core.run_layout import experiment_config
 
 
 class AlternatingTimer(Callback):
@@ -79,9 +75,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     steps = 12 if args.quick else args.steps
 
-    from data_files import save_dataset
-    from experiment_cli import build_cli
-    from synthetic_data import SynthSettings, generate_dataset
+    from sotddsp.data.files import save_dataset
+    from sotddsp.data.synthetic import SynthSettings, generate_dataset
+    from sotddsp.model.cli import build_cli
 
     timer = AlternatingTimer(args.warmup)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         settings = SynthSettings(n_examples=n_train + 64, split_sizes=(n_train, 32, 32), seed=1)
         save_dataset(generate_dataset(settings), data)
         cli = build_cli([
-            "--config", str(REPO / "paper-experiments" / f"{args.experiment}.yaml"),
+            "--config", str(experiment_config(args.experiment)),
             "--data.init_args.data_path", str(data),
             "--data.init_args.batch_size", str(args.batch_size),
             "--checkpoint_root", str(Path(tmp) / "ckpt"),

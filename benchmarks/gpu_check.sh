@@ -38,7 +38,7 @@ else
 torch.cuda.get_device_name(0))"
     echo "== CUDA tests"
     "$PYTHON" -m pytest -q -p no:cacheprovider -m '' -k cuda \
-        tests/test_losses.py tests/test_synth.py tests/test_spectral.py
+        tests/dsp/test_ot.py tests/dsp/test_synth.py tests/dsp/test_spectral.py tests/model/test_encoder.py
 fi
 
 echo "== SOT-2048 on $device: fp32, bf16, and $copies copies sharing the device"

@@ -12,11 +12,7 @@ from torch import Tensor
 
 
 def reference_wasserstein_1d(
-    u_weights: Tensor,
-    v_weights: Tensor,
-    positions: Tensor,
-    p: float = 2.0,
-    cutoff: bool = False,
+    u_weights: Tensor, v_weights: Tensor, positions: Tensor, p: float = 2.0, cutoff: bool = False
 ) -> Tensor:
     """W_p^p (not W_p) between weights (..., n) on the ascending support ``positions`` (n,).
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+# The benchmarks import each other by name: this folder is sys.path[0] when run as a script.
 BENCHMARKS = ("bench_sot", "bench_encoder", "bench_synth_stft", "bench_train_step",
               "bench_run_time", "bench_data", "bench_memory")
 

@@ -1,4 +1,4 @@
-/* The harmonic synthesizer of models/synth.py on the CPU, fused: upsampling, audio-rate Nyquist
+/* The harmonic synthesizer of sotddsp/dsp/synth.py on the CPU, fused: upsampling, audio-rate Nyquist
  * mask and oscillator bank in one pass per row, forward and backward. Part of the
  * _native_kernels module (native_kernels.c includes this file).
  *

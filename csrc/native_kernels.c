@@ -1,6 +1,6 @@
-/* The optional CPU kernels of this project, one extension module `_native_kernels`:
- *   wasserstein_1d(...)           losses.wasserstein_1d's merge kernel (sot_merge.h);
- *   synth_forward(...), synth_backward(...)   models.synth.HarmonicSynth's fused path
+/* The optional CPU kernels of this project, one extension module `sotddsp.dsp._native_kernels`:
+ *   wasserstein_1d(...)           sotddsp.dsp.ot.wasserstein_1d's merge kernel (sot_merge.h);
+ *   synth_forward(...), synth_backward(...)   sotddsp.dsp.synth.HarmonicSynth's fused path
  *                                 (harmonic_synth.h).
  * Each call works on rows of contiguous CPU buffers, split over OpenMP threads with the GIL
  * released (parallel_rows). Built with -fopenmp, the module needs libgomp.so.1; imported after
@@ -45,8 +45,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native_kernels",
-                                    "Fused CPU kernels of losses.py and models/synth.py.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sotddsp.dsp._native_kernels",
+                                    "Fused CPU kernels of sotddsp/dsp/ot.py and sotddsp/dsp/synth.py.", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native_kernels(void) { return PyModule_Create(&module); }

@@ -1,8 +1,8 @@
 /* Exact 1-D W_p^p by a linear merge of two cumulative sums, fused with its analytic gradient.
  * Part of the _native_kernels module (native_kernels.c includes this file).
  *
- * The CPU kernel behind losses.wasserstein_1d (backend "native"). It computes what
- * losses._MergedW1D computes with torch ops, in one pass per row instead of ~40 tensor ops:
+ * The CPU kernel behind sotddsp.dsp.ot.wasserstein_1d (backend "native"). It computes what
+ * ot._MergedW1D computes with torch ops, in one pass per row instead of ~40 tensor ops:
  *
  *   U_i = cumsum(u)_i, V_j = cumsum(v)_j (accumulated in double and rounded to the input
  *   dtype, as torch.cumsum does on the CPU), merged by value with ties taken U before V, each in
@@ -17,7 +17,7 @@
  *
  * Python signature (pointers to contiguous CPU memory, checked by the caller):
  *   wasserstein_1d(u, v, x, rows, n, p, cutoff, is_double, out, grad_u, grad_v, threads)
- *   cutoff: 0 none, 1 drop, 2 clip (losses._NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP).
+ *   cutoff: 0 none, 1 drop, 2 clip (ot._NO_CUTOFF, _CUTOFF_DROP, _CUTOFF_CLIP).
  *   u, v: (rows, n); x: (n,); out: (rows,); grad_u, grad_v: (rows, n) or 0 for "not needed".
  *   Rows are split over `threads` OpenMP threads (native_kernels.c's parallel_rows).
  */

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from atomic_files import atomic_write_text
-from command_line import UserError, positive_int, run_cli_main
-from result_tables import csv_text
-from run_layout import EXPERIMENTS_DIR, REPO, TEST_METRICS_FILE, run_directory
+from sotddsp.core.atomic_files import atomic_write_text
+from sotddsp.core.command_line import UserError, positive_int, run_cli_main
+from sotddsp.core.result_tables import csv_text
+from sotddsp.core.run_layout import EXPERIMENTS_DIR, REPO, TEST_METRICS_FILE, run_directory
 
 PRESETS = {"fp32": ("cpu-quick.yaml",), "bf16": ("cpu-quick.yaml", "bf16.yaml")}
 COLUMNS = ("precision", "seed", "median_cents_error", "log_f0_corr", "rpa", "within_octave",

@@ -14,27 +14,24 @@ The data set is generated on first use.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import eval_paper  # noqa: E402
-import train  # noqa: E402
-from atomic_files import atomic_write_bytes  # noqa: E402
-from checkpoints import load_checkpoint  # noqa: E402
-from command_line import run_cli_main  # noqa: E402
-from experiment_cli import build_cli  # noqa: E402
-from plotting import figure_png, models_f0_figure  # noqa: E402
-from run_layout import (  # noqa: E402
+from sotddsp.apps import evaluate as eval_paper
+from sotddsp.apps import train
+from sotddsp.core.atomic_files import atomic_write_bytes
+from sotddsp.core.command_line import run_cli_main
+from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
     EXPERIMENTS_DIR,
     LAST_CHECKPOINT,
+    REPO,
     best_checkpoints,
 )
+from sotddsp.model.checkpoints import load_checkpoint
+from sotddsp.model.cli import build_cli
+from sotddsp.model.plotting import figure_png, models_f0_figure
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
 PRESET = EXPERIMENTS_DIR / "presets" / "cpu-quick.yaml"

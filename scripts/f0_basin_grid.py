@@ -53,28 +53,26 @@ import importlib
 import io
 import itertools
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import f0_descent
 import numpy as np
 import torch
 import yaml
+from f0_descent import MODES, OFFSETS_OCTAVES
 from torch import nn
 from tqdm import tqdm
 
-from atomic_files import atomic_write_bytes, atomic_write_text
-from command_line import OneLineArgumentParser, UserError, run_cli_main
-from losses import LossMixture
-from models.spectral import FRAMINGS
-from result_tables import csv_text
-from run_layout import BASE_CONFIG, BEYOND_EXPERIMENTS_DIR, experiment_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import f0_descent
-from f0_descent import MODES, OFFSETS_OCTAVES
+from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
+from sotddsp.core.class_paths import normalize_class_path
+from sotddsp.core.command_line import OneLineArgumentParser, UserError, run_cli_main
+from sotddsp.core.result_tables import csv_text
+from sotddsp.core.run_layout import BASE_CONFIG, BEYOND_EXPERIMENTS_DIR, experiment_config
+from sotddsp.dsp.losses import LossMixture
+from sotddsp.dsp.spectral import FRAMINGS
 
 WINDOWS = ("flattop", "hann")
 MSS_WEIGHTS = (0.05, 0.0)
@@ -143,7 +141,8 @@ def loss_config(config: Config) -> dict[str, Any]:
     loss = sot2048_model_config()["loss"]
     terms = loss["init_args"]["terms"]
     weights = dict(loss["init_args"]["weights"])
-    if loss["class_path"] != "losses.LossMixture" or set(terms) != {"sot", "mss_lin"}:
+    mixture = f"{LossMixture.__module__}.{LossMixture.__name__}"
+    if normalize_class_path(loss["class_path"]) != mixture or set(terms) != {"sot", "mss_lin"}:
         raise RuntimeError(f"SOT-2048's loss is no longer SOT + MSS-Lin: {loss}")
     sot = {"class_path": terms["sot"]["class_path"],
            "init_args": {**terms["sot"]["init_args"], "window": config.window,
@@ -162,7 +161,7 @@ def loss_config(config: Config) -> dict[str, Any]:
 def instantiate(entry: dict[str, Any]) -> Any:
     """``class_path(**init_args)`` of a config entry; nested entries of a LossMixture's terms
     are built first."""
-    module, _, name = entry["class_path"].rpartition(".")
+    module, _, name = normalize_class_path(entry["class_path"]).rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     init_args = dict(entry.get("init_args", {}))
     if cls is LossMixture:

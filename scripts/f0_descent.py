@@ -36,14 +36,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from atomic_files import atomic_write_bytes, atomic_write_text
-from command_line import positive_int, run_cli_main
-from experiment_cli import build_cli
-from models.encoder import exp_sigmoid
-from models.spectral import hz_to_midi, midi_to_hz
-from models.synth import HarmonicSynth
-from result_tables import csv_text
-from run_layout import experiment_config
+from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
+from sotddsp.core.command_line import positive_int, run_cli_main
+from sotddsp.core.result_tables import csv_text
+from sotddsp.core.run_layout import experiment_config
+from sotddsp.dsp.spectral import hz_to_midi, midi_to_hz
+from sotddsp.dsp.synth import HarmonicSynth
+from sotddsp.model.cli import build_cli
+from sotddsp.model.encoder import exp_sigmoid
 
 LOSSES = ("SOT-2048", "SOT-512", "SOT-512-LogF", "SOT-NoCut", "MSS-Lin", "MSS-LogLin")
 MODES = ("true amplitudes", "learned amplitudes")

@@ -24,25 +24,22 @@ offset 0).
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from f0_basin_grid import Config, build_loss, instantiate
+from f0_descent import N_FRAMES, N_HARMONICS, N_SAMPLES
 from torch import nn
 from tqdm import tqdm
 
-from atomic_files import atomic_write_bytes, atomic_write_text
-from command_line import OneLineArgumentParser, run_cli_main
-from models.spectral import FRAMINGS
-from models.synth import HarmonicSynth
-from result_tables import csv_text
-from run_layout import experiment_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from f0_basin_grid import Config, build_loss, instantiate
-from f0_descent import N_FRAMES, N_HARMONICS, N_SAMPLES
+from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
+from sotddsp.core.command_line import OneLineArgumentParser, run_cli_main
+from sotddsp.core.result_tables import csv_text
+from sotddsp.core.run_layout import experiment_config
+from sotddsp.dsp.spectral import FRAMINGS
+from sotddsp.dsp.synth import HarmonicSynth
 
 NOTES = {"sine": (1.0,), "4 harmonics": (1.0, 0.7, 0.5, 0.4)}
 OFFSETS_OCTAVES = np.arange(-96, 97) / 48

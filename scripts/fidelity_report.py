@@ -3,8 +3,8 @@
     python scripts/fidelity_report.py [--batch 16]
 
 Every row compares our code (float32, as trained) with a reference written out from PAPER.md
-independently of it (``tests/paper_reference.py``: NumPy, float64; ``tests/authors_format.py``:
-the authors' encoder on their parameter names):
+independently of it (``references/paper_reference.py`` beside this script: NumPy, float64;
+``references/authors_format.py``: the authors' encoder on their parameter names):
 
 - the decoder, without and with the roll-off, on f0 rising 300 -> 900 Hz over 16 frames with 20
   random amplitudes (harmonics cross Nyquist between frames) and on a paper-style batch of
@@ -22,25 +22,22 @@ Prints a Markdown table (largest absolute error over the peak, or relative error
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from authors_format import (  # noqa: E402
+from references.authors_format import (
     authors_state_dict,
     fixture_config,
     reference_cqt,
     reference_forward,
     write_checkpoint_pickled_like_theirs,
 )
-from paper_reference import merged_sort_w1d, numpy_decoder, numpy_mss, numpy_sot  # noqa: E402
+from references.paper_reference import merged_sort_w1d, numpy_decoder, numpy_mss, numpy_sot
+
+from sotddsp.core.run_layout import experiment_config
 
 EXPERIMENTS = ("MSS-Lin", "MSS-LogLin", "SOT-512", "SOT-512-LogF", "SOT-2048", "SOT-NoCut",
                "SOT-2048-SS")
@@ -51,10 +48,10 @@ def peak_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def build(experiment: str, tmp: Path, data_path: Path):
-    from experiment_cli import build_cli
+    from sotddsp.model.cli import build_cli
 
     cli = build_cli([
-        "--config", str(REPO / "paper-experiments" / f"{experiment}.yaml"),
+        "--config", str(experiment_config(experiment)),
         "--checkpoint_root", str(tmp), "--trainer.logger", "false",
         "--data.init_args.data_path", str(data_path), "--trainer.accelerator", "cpu",
     ])
@@ -104,7 +101,7 @@ def loss_rows(experiment: str, model, target: torch.Tensor) -> list[tuple]:
 
 def sot_gradient_row(experiment: str, name: str, module, prediction, target) -> tuple:
     """d W / d (normalized spectra), ours (float32) against autograd through the merged sort."""
-    from losses import wasserstein_1d
+    from sotddsp.dsp.ot import wasserstein_1d
 
     with torch.no_grad():
         pred, true = module.spectrum(prediction), module.spectrum(target)
@@ -130,7 +127,7 @@ def sot_gradient_row(experiment: str, name: str, module, prediction, target) -> 
 
 def authors_rows(tmp: Path, target: torch.Tensor, data_path: Path) -> list[tuple]:
     """A model rebuilt from their format against their encoder's forward pass, and its decoder."""
-    from checkpoints import load_checkpoint
+    from sotddsp.model.checkpoints import load_checkpoint
 
     rows = []
     for experiment, roll_off in (("SOT-2048", False), ("MSS-LogLin", True)):
@@ -169,9 +166,9 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     parser.add_argument("--batch", type=int, default=16, help="examples in the paper-style batch")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    from data_files import save_dataset
-    from datamodule import peak_normalize
-    from synthetic_data import SynthSettings, generate_dataset
+    from sotddsp.data.datamodule import peak_normalize
+    from sotddsp.data.files import save_dataset
+    from sotddsp.data.synthetic import SynthSettings, generate_dataset
 
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory() as tmp_name:

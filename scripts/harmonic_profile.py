@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from checkpoints import load_checkpoint
-from command_line import run_cli_main
-from datamodule import PreloadedSinusoidDataModule
-from synthetic_data import DEFAULT_DATA_PATH
+from sotddsp.core.command_line import run_cli_main
+from sotddsp.data.datamodule import PreloadedSinusoidDataModule
+from sotddsp.data.synthetic import DEFAULT_DATA_PATH
+from sotddsp.model.checkpoints import load_checkpoint
 
 
 def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor) -> dict:

@@ -13,19 +13,17 @@ STFT-2048 magnitudes, and SOT restricted to the 9 frames whose window lies insid
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from losses import MASS_EPS, MultiScaleSpectralLoss, SpectralOTLoss, wasserstein_1d  # noqa: E402
-from models.spectral import STFT  # noqa: E402
-from models.synth import HarmonicSynth  # noqa: E402
+from sotddsp.core.run_layout import REPO
+from sotddsp.dsp.losses import MASS_EPS, MultiScaleSpectralLoss, SpectralOTLoss
+from sotddsp.dsp.ot import wasserstein_1d
+from sotddsp.dsp.spectral import STFT
+from sotddsp.dsp.synth import HarmonicSynth
 
 SAMPLE_RATE = 16000
 N_SAMPLES = 4096

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-import estimate
-from command_line import run_cli_main
-from real_data import SOUNDFONT, ensure_renderer, midi_note_to_hz, render_midi
+from sotddsp.apps import estimate
+from sotddsp.core.command_line import run_cli_main
+from sotddsp.data.real import SOUNDFONT, ensure_renderer, midi_note_to_hz, render_midi
 
 PHRASE = (72, 74, 76, 79, 76, 74, 72)
 NOTE_MS = 400

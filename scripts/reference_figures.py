@@ -13,24 +13,24 @@ import argparse
 import csv
 from pathlib import Path
 
-from atomic_files import atomic_write_bytes
-from command_line import UserError, run_cli_main
-from plotting import curves_figure, figure_png, models_f0_figure
-from run_layout import (
+from sotddsp.core.atomic_files import atomic_write_bytes
+from sotddsp.core.command_line import UserError, run_cli_main
+from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
     CURVES_FILE,
     best_checkpoints,
     checkpoint_step,
 )
-from synthetic_data import DEFAULT_DATA_PATH
+from sotddsp.data.synthetic import DEFAULT_DATA_PATH
+from sotddsp.model.plotting import curves_figure, figure_png, models_f0_figure
 
 
 def f0_figure(root: Path, data: Path):
     """One panel per run under ``root``: its newest best-validation checkpoint's per-frame
     predicted f0 against the true f0 of the test split of ``data``."""
-    from checkpoints import load_checkpoint
-    from datamodule import PreloadedSinusoidDataModule
+    from sotddsp.data.datamodule import PreloadedSinusoidDataModule
+    from sotddsp.model.checkpoints import load_checkpoint
 
     models = {}
     for run in sorted(p.parent for p in root.glob(f"*/*/{CURVES_FILE}")):

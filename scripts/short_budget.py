@@ -58,8 +58,8 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from atomic_files import atomic_write_bytes, atomic_write_text
-from command_line import (
+from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
+from sotddsp.core.command_line import (
     OneLineArgumentParser,
     UserError,
     describe_os_error,
@@ -68,7 +68,7 @@ from command_line import (
     positive_int,
     run_cli_main,
 )
-from result_tables import (
+from sotddsp.core.result_tables import (
     DASH,
     LOCALIZE_MAX_MEDIAN_CENTS,
     SEED_COLUMNS,
@@ -77,7 +77,7 @@ from result_tables import (
     seed_outcomes,
     seed_row,
 )
-from run_layout import (
+from sotddsp.core.run_layout import (
     CONFIG_FILE,
     DONE_MARKER,
     EXIT_FAILED,
@@ -244,7 +244,7 @@ def read_metrics(directory: Path) -> dict[str, Any] | None:
 def train_runs(runs: Sequence[Run], root: Path, extra: Sequence[str], jobs: int) -> list[str]:
     """Run every run not marked done, ``jobs`` at a time; returns one line per failed run."""
     pending = [run for run in runs if not (run.directory(root) / DONE_MARKER).exists()]
-    from experiment_cli import check_recorded_configurations
+    from sotddsp.model.cli import check_recorded_configurations
 
     check_recorded_configurations(  # a done run of another configuration is no result of this one
         [(run.label, run.directory(root), train_command(run, root, extra)[2:])
@@ -336,7 +336,7 @@ def collect(root: Path) -> tuple[list[dict[str, Any]], dict[str, str], list[str]
 def write_outputs(root: Path, rows: list[dict[str, Any]], budgets: dict[str, str],
                   unfinished: list[str]) -> str:
     """seeds.csv, summary.md and seeds.png under ``root``; returns the summary's text."""
-    from plotting import figure_png, seed_strip_figure
+    from sotddsp.model.plotting import figure_png, seed_strip_figure
 
     outcomes = seed_outcomes(rows)
     atomic_write_text(root / SEEDS_CSV, csv_text(SEED_COLUMNS, rows))

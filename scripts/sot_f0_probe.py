@@ -10,15 +10,10 @@ at the top bin, and its f0 gradient also points down.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from losses import SpectralOTLoss  # noqa: E402
-from models.synth import HarmonicSynth  # noqa: E402
+from sotddsp.dsp.losses import SpectralOTLoss
+from sotddsp.dsp.synth import HarmonicSynth
 
 TARGET_HZ = 400.0
 PREDICTED_HZ = (60, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800)

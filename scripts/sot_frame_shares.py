@@ -20,9 +20,9 @@ import math
 
 import torch
 
-from command_line import positive_int, run_cli_main
-from losses import MASS_EPS, SpectralOTLoss
-from models.synth import HarmonicSynth
+from sotddsp.core.command_line import positive_int, run_cli_main
+from sotddsp.dsp.losses import MASS_EPS, SpectralOTLoss
+from sotddsp.dsp.synth import HarmonicSynth
 
 SHIFTS_SEMITONES = (-12.0, -6.0, -3.0, -1.0, -0.5, 0.5, 1.0, 3.0, 6.0, 12.0)
 N_SAMPLES, N_FRAMES, N_HARMONICS = 4096, 16, 20

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -17,8 +14,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 @pytest.fixture(scope="session")
 def tiny_data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 96-example set (64/16/16) of the paper's harmonic signals, 16 kHz, 4096 samples."""
-    from data_files import save_dataset
-    from synthetic_data import SynthSettings, generate_dataset
+    from sotddsp.data.files import save_dataset
+    from sotddsp.data.synthetic import SynthSettings, generate_dataset
 
     path = tmp_path_factory.mktemp("data") / "tiny_harmonic.pth"
     save_dataset(generate_dataset(SynthSettings(n_examples=96, split_sizes=(64, 16, 16), seed=7)), path)

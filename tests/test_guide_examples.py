@@ -28,14 +28,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from entrypoints import REPO, run_workspace, start_python, tiny_budget, tree_digest
+from helpers.entrypoints import REPO, run_workspace, start_python, tiny_budget, tree_digest
 
-import train
-from command_line import option_values
-from experiment_cli import config_parser, resolve_command
-from run_fingerprint import fingerprint_of
-from run_layout import DONE_MARKER, run_directory
-from sweep import SWEEP_OWNED_OPTIONS
+from sotddsp.apps import sweep, train
+from sotddsp.apps.sweep import SWEEP_OWNED_OPTIONS
+from sotddsp.core.command_line import option_values
+from sotddsp.core.run_fingerprint import fingerprint_of
+from sotddsp.core.run_layout import DONE_MARKER, run_directory
+from sotddsp.model.cli import config_parser, resolve_command
 
 GUIDE = REPO / "docs" / "GUIDE.md"
 SMALL_BATCHES = ["--data.init_args.batch_size", "8", "--data.init_args.batch_size_val", "8"]
@@ -43,7 +43,7 @@ SMALL_BATCHES = ["--data.init_args.batch_size", "8", "--data.init_args.batch_siz
 SWEEPS_IN_ONE_PROCESS = """
 import contextlib, io, json, sys
 from hydra.core.global_hydra import GlobalHydra
-import sweep
+from sotddsp.apps import sweep
 outcomes = []
 for argv in json.loads(sys.argv[1]):
     sys.argv, out, code = ["sweep.py", *argv], io.StringIO(), 0
@@ -155,9 +155,9 @@ def test_guide_examples_run_and_keep_to_their_own_run_directories(
     for argv, outcome in zip(sweeps, outcomes, strict=True):
         shown = f"sweep.py {shlex.join(argv)}"
         assert outcome["code"] in (0, None), (shown, outcome)
-        commands = [_in_workspace(shlex.split(line)[2:], twin, workspace)
+        commands = [_in_workspace(shlex.split(line)[3:], twin, workspace)
                     for line in outcome["stdout"].splitlines()
-                    if line.split(" ", 2)[1:2] == [str(REPO / "train.py")]]
+                    if line.split(" ", 3)[1:3] == ["-m", sweep.TRAIN_MODULE]]
         assert commands, (shown, outcome["stdout"])
         planned += commands
         firsts.append((shown, commands[0]))

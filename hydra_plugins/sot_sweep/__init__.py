@@ -1,8 +1,9 @@
-"""sweep.py's sweeper, under the hydra_plugins namespace, where hydra looks for plugins.
+"""The sweep's sweeper, under the hydra_plugins namespace, where hydra looks for plugins.
 
 Hydra imports every ``hydra_plugins.*`` module whenever any Hydra app starts, in any project of
-this environment: this one imports only hydra itself, and sweep.py (with the rest of this
-project) only when its sweeper runs (conf/sweep/hydra/sweeper/skip_done.yaml names it).
+this environment: this one imports only hydra itself, and ``sotddsp.apps.sweep`` (with the rest
+of the package) only when its sweeper runs (sotddsp/apps/sweep_conf/hydra/sweeper/skip_done.yaml
+names it).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from hydra.core.utils import JobReturn
 
 
 class SkipDoneSweeper(BasicSweeper):
-    """Hydra's basic sweeper minus the runs already done: ``sweep.sweep_skipping_done``."""
+    """Hydra's basic sweeper minus the runs already done (``sotddsp.apps.sweep``)."""
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        from sweep import sweep_skipping_done
+        from sotddsp.apps.sweep import sweep_skipping_done
 
         return sweep_skipping_done(self, arguments)

@@ -1,0 +1,1 @@
+"""Data: the data-set file format, the synthetic and real-instrument sets, the DataModule."""

@@ -1,0 +1,352 @@
+"""eval_paper.py on tiny trained runs: the table, exact agreement with training's test metrics,
+the cache (also across an interruption), skipped runs, CLI errors, load_checkpoint and the
+pYIN baseline. Runs are trained once per module (2 experiments, 3 runs, 2 steps each)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from helpers.entrypoints import run_entry_point
+
+from sotddsp.apps import evaluate as eval_paper
+from sotddsp.apps import train
+from sotddsp.core import result_tables, run_layout
+from sotddsp.core.command_line import run_cli_main
+from sotddsp.data.datamodule import PreloadedSinusoidDataModule
+from sotddsp.dsp import metrics
+from sotddsp.model import checkpoints
+
+RUNS = [("SOT-2048", 1), ("SOT-2048", 2), ("MSS-Lin", 1)]
+
+
+def _train(experiment: str, seed: int, data: Path, root: Path) -> None:
+    # batch 32 -> 2 training steps = 1 epoch, then validation saves best-lsd-0-2.ckpt;
+    # val/test batches of 16 hold the whole 16-example split.
+    train.main([
+        "--config", str(run_layout.REPO / "paper-experiments" / f"{experiment}.yaml"),
+        "--config", str(run_layout.REPO / "paper-experiments" / "presets" / "debug.yaml"),
+        "--data.init_args.data_path", str(data), "--checkpoint_root", str(root),
+        "--seed_everything", str(seed), "--data.init_args.batch_size", "32",
+        "--data.init_args.batch_size_val", "16", "--trainer.max_steps", "2",
+        "--trainer.enable_progress_bar", "false", "--model.n_plot_examples", "0",
+    ])
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory: pytest.TempPathFactory, tiny_data_path: Path) -> Path:
+    root = tmp_path_factory.mktemp("runs") / "checkpoints"
+    for experiment, seed in RUNS:
+        _train(experiment, seed, tiny_data_path, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """results/ of one eval_paper run over the trained runs (with the pYIN baseline)."""
+    out = tmp_path_factory.mktemp("eval") / "results"
+    evaluation = eval_paper.main(
+        ["--root", str(trained_root), "--out", str(out), "--device", "cpu"])
+    assert evaluation.evaluated == len(RUNS) and not evaluation.skipped
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_dir(root: Path, experiment: str, seed: int) -> Path:
+    return run_layout.run_directory(root, experiment, seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+
+def test_table_has_one_row_per_experiment_with_its_seed_count(evaluated: Path) -> None:
+    for name in ("runs.csv", "table.csv", "table.md", "table.tex", "skipped.csv",
+                 "rpa_per_seed.png"):
+        assert (evaluated / name).is_file(), name
+    table = read_csv(evaluated / "table.csv")
+    assert [(r["label"], r["source"], r["n"]) for r in table] == [
+        ("MSS-Lin", "ours", "1"), ("SOT-2048", "ours", "2"), ("pYIN (baseline)", "baseline", "1")]
+    for column in ("lsd", "rpa_pct", "rca_pct", "neg_od"):
+        for stat in ("mean", "std", "median"):
+            assert f"{column}_{stat}" in table[0]
+    runs = read_csv(evaluated / "runs.csv")
+    sot = [float(r["rpa"]) * 100 for r in runs if r["experiment"] == "SOT-2048"]
+    assert float(table[1]["rpa_pct_mean"]) == pytest.approx(sum(sot) / 2, abs=1e-12)
+    assert float(table[1]["neg_od_median"]) == pytest.approx(
+        -sum(float(r["od"]) for r in runs if r["experiment"] == "SOT-2048") / 2, abs=1e-12)
+
+    markdown = (evaluated / "table.md").read_text()
+    header = markdown.splitlines()[0]
+    for title in ("LSD mean (std)", "RPA (%) median", "RCA (%) mean (std)", "−OD median",
+                  "| n |"):
+        assert title in header
+    assert sum(line.startswith("| ") for line in markdown.splitlines()) == 4  # header + 3 rows
+    steps_note = next(line for line in markdown.splitlines() if "Checkpoints evaluated:" in line)
+    for row in runs:
+        if row["source"] == "ours":
+            assert f"{row['run']} at step {int(row['global_step']):,}" in steps_note
+    assert "\\textbf{" in (evaluated / "table.tex").read_text()
+    assert read_csv(evaluated / "skipped.csv") == []
+
+
+def test_runs_csv_equals_each_runs_test_metrics_exactly(
+    evaluated: Path, trained_root: Path
+) -> None:
+    runs = read_csv(evaluated / "runs.csv")
+    ours = [r for r in runs if r["source"] == "ours"]
+    assert sorted((r["experiment"], int(r["seed"])) for r in ours) == sorted(RUNS)
+    for row in ours:
+        directory = run_dir(trained_root, row["experiment"], int(row["seed"]))
+        recorded = json.loads((directory / "test_metrics.json").read_text())
+        assert row["checkpoint"] == recorded["checkpoint"]
+        assert row["checkpoint"].startswith("best-lsd-")
+        assert row["finished"] == "True"
+        for key, value in recorded.items():
+            if key != "checkpoint":
+                assert float(row[key]) == value, key  # exact, not approximate
+
+
+def test_evaluating_a_checkpoint_again_gives_identical_numbers(
+    evaluated: Path, trained_root: Path, tiny_data_path: Path
+) -> None:
+    run = eval_paper.read_run(run_dir(trained_root, "SOT-2048", 2), "best")
+    again = eval_paper.evaluate_checkpoint(run, tiny_data_path, "cpu", None)["metrics"]
+    (row,) = [r for r in read_csv(evaluated / "runs.csv") if r["run"] == "SOT-2048-2"]
+    assert {k: float(row[k]) for k in again} == again
+
+
+def test_rerun_reads_everything_from_the_cache(
+    evaluated: Path, trained_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (evaluated / "runs.csv").read_text()
+
+    def must_not_run(*args: Any) -> None:
+        raise AssertionError("evaluated again despite an unchanged checkpoint, data and code")
+
+    monkeypatch.setattr(eval_paper, "evaluate_checkpoint", must_not_run)
+    monkeypatch.setattr(eval_paper, "pitch_baseline", must_not_run)
+    evaluation = eval_paper.main(
+        ["--root", str(trained_root), "--out", str(evaluated), "--device", "cpu"])
+    assert (evaluation.evaluated, evaluation.from_cache) == (0, len(RUNS))
+    assert (evaluated / "runs.csv").read_text() == before
+
+
+def _run_records(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.glob("*.json") if "checkpoint_sha256" in p.read_text())
+
+
+def test_an_interrupted_evaluation_resumes_without_losing_results(
+    evaluated: Path, trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "results"
+    shutil.copytree(evaluated / "cache", out / "cache")
+    for record in _run_records(out / "cache")[1:]:
+        record.unlink()  # as if the last run had only evaluated one checkpoint
+    (out / "cache" / ".abandoned.json.tmp").write_text('{"key": ')  # a write cut by kill -9
+    real = eval_paper.evaluate_checkpoint
+    calls: list[str] = []
+
+    def interrupted_on_second(run: eval_paper.Run, *args: Any) -> dict[str, Any]:
+        calls.append(run.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(run, *args)
+
+    monkeypatch.setattr(eval_paper, "evaluate_checkpoint", interrupted_on_second)
+    args = ["--root", str(trained_root), "--out", str(out), "--device", "cpu"]
+    with pytest.raises(KeyboardInterrupt):
+        eval_paper.main(args)
+    assert len(_run_records(out / "cache")) == 2  # the finished evaluation was kept
+
+    calls.clear()
+    monkeypatch.setattr(eval_paper, "evaluate_checkpoint",
+                        lambda run, *a: calls.append(run.name) or real(run, *a))
+    evaluation = eval_paper.main(args)
+    assert len(calls) == 1 and evaluation.from_cache == len(RUNS) - 1
+    assert (out / "runs.csv").read_text() == (evaluated / "runs.csv").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------
+
+def _edit_config(run: Path, edit: Any) -> None:
+    config = yaml.safe_load((run / "train_config.yaml").read_text())
+    edit(config)
+    (run / "train_config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_bad_runs_are_skipped_with_one_line_reasons(
+    evaluated: Path, trained_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "checkpoints"
+    good = run_dir(trained_root, "MSS-Lin", 1)
+    shutil.copytree(good, root / "MSS-Lin" / good.name)
+    source = run_dir(trained_root, "SOT-2048", 1)
+    bad = {name: root / "SOT-2048" / name for name in
+           ("no-checkpoint", "truncated", "no-config", "unknown-class", "stale-key")}
+    for path in bad.values():
+        shutil.copytree(source, path)
+    for ckpt in (bad["no-checkpoint"] / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    (best,) = (bad["truncated"] / "checkpoints").glob("best-lsd-*.ckpt")
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    (bad["no-config"] / "train_config.yaml").unlink()
+    _edit_config(bad["unknown-class"],
+                 lambda c: c["model"]["loss"].update({"class_path": "losses.NoSuchLoss"}))
+    _edit_config(bad["stale-key"], lambda c: c["model"].update({"no_such_option": 3}))
+
+    out = tmp_path / "results"
+    shutil.copytree(evaluated / "cache", out / "cache")  # the good run comes from the cache
+    evaluation = eval_paper.main(["--root", str(root), "--out", str(out), "--device", "cpu"])
+
+    assert [r["run"] for r in read_csv(out / "runs.csv") if r["source"] == "ours"] == [good.name]
+    reasons = {Path(s["path"]).name: s["reason"] for s in read_csv(out / "skipped.csv")}
+    assert set(reasons) == set(bad)
+    assert "no checkpoint" in reasons["no-checkpoint"]
+    assert "truncated or corrupt" in reasons["truncated"]
+    assert "no train_config.yaml" in reasons["no-config"]
+    assert "does not build" in reasons["unknown-class"] and "NoSuchLoss" in reasons["unknown-class"]
+    assert "does not build" in reasons["stale-key"] and "no_such_option" in reasons["stale-key"]
+    assert all("\n" not in r and len(r) < 400 for r in reasons.values())
+    skipped_section = (out / "table.md").read_text().split("## Skipped")[1]
+    assert all(str(path) in skipped_section for path in bad.values())
+    assert len(evaluation.skipped) == len(bad)
+
+
+def test_a_root_without_runs_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_entry_point(
+        "eval_paper.py", ["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "results")],
+        cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no runs under" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_for_out_is_one_line(
+    evaluated: Path, trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    shutil.copytree(evaluated / "cache", out / "cache")
+
+    def full(path: Any, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(eval_paper, "atomic_write_text", full)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli_main(lambda: eval_paper.main(["--root", str(trained_root), "--out", str(out),
+                                              "--device", "cpu"]))
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and "no space left" in error_lines[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# load_checkpoint
+# ----------------------------------------------------------------------------------------------
+
+def test_load_checkpoint_gives_an_eval_model_that_reproduces_the_pitch_metrics(
+    evaluated: Path, trained_root: Path, tiny_data_path: Path
+) -> None:
+    run = run_dir(trained_root, "SOT-2048", 1)
+    (path,) = (run / "checkpoints").glob("best-lsd-*.ckpt")
+    rng = torch.get_rng_state()
+    model = checkpoints.load_checkpoint(path)
+    assert torch.equal(torch.get_rng_state(), rng)  # building did not reseed the caller
+    assert not any(m.training for m in model.modules())
+    saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+    data = PreloadedSinusoidDataModule(str(tiny_data_path), batch_size=16,
+                                       generate_if_missing=False)
+    data.setup("test")
+    (batch,) = list(data.test_dataloader())  # the 16 test examples (16, 4096)
+    with torch.no_grad():
+        estimate = model.estimate(batch["x"])
+    assert estimate["f0_hz"].shape == (16, 16) and estimate["amplitudes"].shape == (16, 16, 20)
+    assert estimate["audio"].shape == (16, 4096)
+    recorded = json.loads((run / "test_metrics.json").read_text())
+    pitch = metrics.pitch_metrics(estimate["f0_hz"].double(), batch["f0_hz"].double())
+    for key in ("rpa", "rca", "od", "within_octave"):
+        assert pitch[key] == recorded[key], key
+    assert pitch["median_cents_error"] == pytest.approx(recorded["median_cents_error"], rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# The table's marks, on a hand-made example
+# ----------------------------------------------------------------------------------------------
+
+def _row(experiment: str, seed: int | None, lsd: float | None, rpa: float, od: float,
+         source: str = "ours") -> dict[str, Any]:
+    return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed, "source": source,
+            "lsd": lsd, "rpa": rpa, "rca": rpa, "od": od}
+
+
+def test_best_is_bold_and_second_best_italic_per_column() -> None:
+    rows = [
+        _row("A", 1, 10.0, 0.90, 0.10), _row("A", 2, 12.0, 0.80, 0.10),  # LSD 11, RPA 85, -OD -0.1
+        _row("B", 1, 5.0, 0.50, -0.02), _row("B", 2, 7.0, 0.50, -0.02),  # LSD 6, RPA 50, -OD 0.02
+        _row("C", 1, 8.0, 0.95, 0.50),                                    # LSD 8, RPA 95, -OD -0.5
+        _row("pYIN (baseline)", None, None, 0.99, 0.0, source="baseline"),
+    ]
+    table = result_tables.summarize(rows)
+    assert [r.label for r in table] == ["A", "B", "C", "pYIN (baseline)"]
+    cells = result_tables.table_cells(table)
+    # columns: n, then mean and median of LSD, RPA, RCA and -OD
+    marks = [[c.mark for c in row] for row in cells]
+    assert marks[0] == ["", "", "", "second", "second", "second", "second", "second", "second"]
+    assert marks[1] == ["", "best", "best", "", "", "", "", "best", "best"]
+    assert marks[2] == ["", "second", "second", "best", "best", "best", "best", "", ""]
+    assert all(m == "" for m in marks[3])  # the baseline is shown, not ranked
+    assert [c.text for c in cells[1][:4]] == ["2", "6.00 (1.41)", "6.00", "50.0 (0.0)"]
+    assert cells[2][1].text == "8.00 (–)"
+    assert cells[3][1].text == "–" and cells[3][3].text == "99.0"
+    markdown = result_tables.render_markdown(table, ["a note"], [result_tables.Skipped("x/y", "why")])
+    assert "| B | 2 | **6.00 (1.41)** | **6.00** | 50.0 (0.0) |" in markdown
+    assert "| C | 1 | *8.00 (–)* | *8.00* | **95.0 (–)** |" in markdown
+    assert "- a note" in markdown and "## Skipped" in markdown and "- `x/y`: why" in markdown
+    latex = result_tables.render_latex(table)
+    assert r"B & 2 & \textbf{6.00 (1.41)} & \textbf{6.00}" in latex
+    assert r"C & 1 & \textit{8.00 (--)}" in latex
+
+
+def test_mark_best_handles_ties_and_closest_to_zero() -> None:
+    assert result_tables.mark_best([1.0, 1.0, 2.0, 3.0], "lower") == ["best", "best", "second", ""]
+    assert result_tables.mark_best([0.2, 0.9, 0.5], "higher") == ["", "best", "second"]
+    assert result_tables.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == [
+        "second", "second", "best", ""]
+    assert result_tables.mark_best([3.0], "lower") == ["best"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The pYIN baseline
+# ----------------------------------------------------------------------------------------------
+
+def test_pyin_baseline_row_tracks_the_clean_tones(evaluated: Path) -> None:
+    (row,) = [r for r in read_csv(evaluated / "runs.csv") if r["source"] == "baseline"]
+    assert row["experiment"] == "pYIN (baseline)" and row["lsd"] == "" and row["mss"] == ""
+    # on clean harmonic tones pYIN is right within 50 cents on most frames; its misses are
+    # octave-down errors on high notes (YIN's integer lags at 16 kHz)
+    assert float(row["rpa"]) > 0.6 and float(row["rca"]) >= float(row["rpa"])
+    assert float(row["median_cents_error"]) < 20.0
+    line = next(l for l in (evaluated / "table.md").read_text().splitlines()
+                if l.startswith("| pYIN (baseline)"))
+    assert line.startswith("| pYIN (baseline) | – | – | – |")
+    png = (evaluated / "rpa_per_seed.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
