@@ -59,6 +59,15 @@ from sotddsp.core.command_line import (
     one_line,
     positive_int,
 )
+from sotddsp.model.checkpoints import CheckpointError, ConfigError
+from sotddsp.model.loader import (
+    ModelNotFoundError,
+    describe_model,
+    load_model,
+    resolve_device,
+    shipped_models,
+)
+from sotddsp.model.pitch import PitchModel, PitchTrack
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -179,7 +188,7 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return mono, int(rate)
 
 
-def csv_text(track: Any) -> str:
+def csv_text(track: PitchTrack) -> str:
     """A ``PitchTrack`` as CSV: ``time,frequency,confidence,amplitude_1..amplitude_K``, one row
     per frame; float32 columns with 9 significant digits (they read back exactly)."""
     n_harmonics = track.amplitudes.shape[1]
@@ -191,7 +200,7 @@ def csv_text(track: Any) -> str:
     return buffer.getvalue()
 
 
-def _npz_bytes(track: Any) -> bytes:
+def _npz_bytes(track: PitchTrack) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer, time=track.time, frequency=track.frequency, confidence=track.confidence,
@@ -210,8 +219,6 @@ def _wav_bytes(audio: np.ndarray, rate: int) -> bytes:
 
 
 def _models_epilog() -> str:
-    from sotddsp.model.loader import describe_model, shipped_models
-
     lines = [describe_model(name) for name in shipped_models()] or ["none in this install"]
     return "shipped models (-m NAME):\n" + "\n".join(f"  {line}" for line in lines)
 
@@ -262,10 +269,7 @@ def _split_model(model: str | None, paths: list[Path]) -> tuple[str, list[Path]]
     return (model if model is not None else "default"), paths
 
 
-def _load(model: str, device: str) -> Any:
-    from sotddsp.model.checkpoints import CheckpointError, ConfigError
-    from sotddsp.model.loader import ModelNotFoundError, load_model, resolve_device
-
+def _load(model: str, device: str) -> PitchModel:
     try:
         target = resolve_device(device)
     except ValueError as err:
@@ -281,7 +285,7 @@ def _load(model: str, device: str) -> Any:
                         f"{one_line(err)})") from None
 
 
-def _process(model: Any, item: AudioInput, formats: Sequence[str],
+def _process(model: PitchModel, item: AudioInput, formats: Sequence[str],
              args: argparse.Namespace) -> dict[str, Any]:
     """One file through the model; its outputs written atomically. Returns {"audio",
     "outputs": {format: path}, "n_frames", "duration_s"}. Raises UserError (one line)."""

@@ -100,7 +100,7 @@ def test_a_sine_through_the_api_and_the_command_gives_identical_numbers(
     """A deterministic model whose f0 is the CQT frame's strongest bin: a 440 Hz sine reads
     440 Hz (within the bin spacing's rounding) with confidence 1, through both."""
     model = PitchModel(forced_model(bin=None), "argmax")
-    monkeypatch.setattr(loader, "load_model", lambda name, device: model)
+    monkeypatch.setattr(estimate, "load_model", lambda name, device: model)
     t = np.arange(24000) / RATE
     sf.write(tmp_path / "a4.wav", 0.5 * np.sin(2 * np.pi * 440.0 * t), RATE, subtype="FLOAT")
     estimate.main([str(tmp_path / "a4.wav"), "-e", "csv,npz", "-o", str(tmp_path / "o"), "-q"])
