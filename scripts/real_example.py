@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> Path:
         wav = outputs / "phrase.wav"
         wav.parent.mkdir(parents=True, exist_ok=True)
         sf.write(wav, audio, 16000, subtype="FLOAT")
-    model_args = [] if args.checkpoint is None else [str(args.checkpoint)]
-    result = estimate.main([*model_args, str(wav), "--out", str(outputs)])
-    track = np.loadtxt(result["csv"], delimiter=",", skiprows=1)
+    model_args = [] if args.checkpoint is None else ["-m", str(args.checkpoint)]
+    result = estimate.main([*model_args, str(wav), "-o", str(outputs), "-e", "csv,png,wav"])
+    written = result["files"][0]["outputs"]
+    track = np.loadtxt(written["csv"], delimiter=",", skiprows=1)  # time, frequency, ...
     for start, end, note in spans:
         inside = (track[:, 0] >= start + 0.05) & (track[:, 0] < end - 0.05)
         f0 = float(np.median(track[inside, 1]))
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"MIDI {note}: {true:7.1f} Hz true, {f0:7.1f} Hz estimated "
               f"({1200 * np.log2(f0 / true):+.0f} cents)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result["png"], args.out)
+    shutil.copyfile(written["png"], args.out)
     print(f"wrote {args.out}")
     return args.out
 

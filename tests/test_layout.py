@@ -184,11 +184,25 @@ def test_imports_make_no_cycle() -> None:
 
 
 def test_sub_packages_import_nothing() -> None:
-    """Importing sotddsp or a layer imports no module of it: each is a docstring."""
+    """Importing a layer imports no module of it: each is a docstring. The package itself
+    imports nothing at module level either: its API names (``sotddsp.load_model``, ...) are
+    imported on first use, inside its ``__getattr__``."""
     for init in [PACKAGE / "__init__.py", *PACKAGE.glob("*/__init__.py")]:
         tree = ast.parse(init.read_text())
-        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)
+        scope = tree.body if init.parent == PACKAGE else list(ast.walk(tree))
+        assert not [n for n in scope if isinstance(n, ast.Import | ast.ImportFrom)
                     and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")], init
+
+
+def test_importing_the_package_loads_nothing_until_its_api_is_used() -> None:
+    done = run_python(
+        "import sys, sotddsp\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('sotddsp.', 'torch', 'lightning'))))\n"
+        "from sotddsp.model import loader, pitch\n"
+        "assert sotddsp.load_model is loader.load_model and sotddsp.PitchModel is pitch.PitchModel\n"
+        "assert sotddsp.PitchTrack is pitch.PitchTrack and 'load_model' in dir(sotddsp)\n",
+        check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,107 +1,169 @@
-"""A trained harmonic autoencoder as a pitch and harmonic estimator for any recording.
+"""The pitch tool: f0, confidence and harmonic amplitudes of recordings with a trained model.
 
-    python estimate.py AUDIO.wav [--out DIR]                  # the default model (package data)
-    python estimate.py CHECKPOINT.ckpt AUDIO.wav [--out DIR]  # any train.py checkpoint
-    sotddsp-pitch AUDIO.wav                                   # installed: the same command
+    sotddsp-pitch song.wav                        # song.f0.csv next to it (the default model)
+    sotddsp-pitch a.wav b.flac -e csv,npz,png     # several files, several formats
+    sotddsp-pitch recordings/ -r -o results/      # every audio file under a folder
+    sotddsp-pitch -m runs/SOT-2048/SOT-2048-1/checkpoints/last.ckpt song.wav --device cuda
+    sotddsp-pitch --list-models                   # the shipped models and their provenance
+    python estimate.py ...                        # a checkout's thin script: the same command
 
-Reads WAV, FLAC or OGG (anything libsndfile reads), mixes to mono, resamples to the model's
-rate (``scipy.signal.resample_poly`` with the exact rational ratio) and scales the whole file
-to peak 0.9, as each training example was. The signal is cut into chunks of the model's
-training length (``model.synth.n_samples``, 4096 samples), the tail zero-padded; each chunk is
-framed exactly as in training (T = chunk // hop frames, the CQT zero-padded at the chunk's
-edges), so every frame sees the context it had in training. Frame t of the file is centred
-at sample t * hop: time t * hop / sample_rate seconds.
+Positional arguments are audio files (anything libsndfile reads: WAV, FLAC, OGG, MP3, ...) or
+folders: a folder gives its files with an audio extension (``AUDIO_EXTENSIONS``), with -r
+those of its sub-folders too; files whose names start with "." and the resyntheses this tool
+writes (``*.resynthesis.wav``) are skipped there. The model is -m/--model: a shipped name
+(``default``; --list-models) or a checkpoint path (train.py's, or the paper authors'). The form
+of earlier versions, ``estimate.py CHECKPOINT AUDIO``, still works when the first argument ends
+in .ckpt, .pth or .pt and -m is not given (a deprecation note says so); a checkpoint anywhere
+else among the paths is an error.
 
-Writes to DIR (default ``outputs/estimate/<audio name>``):
-- ``<name>_f0.csv``: time_s, f0_hz, amp_1..amp_K per frame (amplitudes of the scaled signal);
-- ``<name>_spectrogram.png``: spectrogram with the f0 track over it;
-- ``<name>_resynthesis.wav``: the model's harmonic resynthesis at its rate (32-bit float),
-  phase-continuous over the whole file.
-Prints the real-time factor (processing time / audio duration). Bad input -> one line, exit 2.
+Each file is mixed to mono and goes through ``PitchModel.predict`` (model/pitch.py): resampled
+to the model's rate, scaled to peak 0.9, framed in chunks of the training length; frame t is at
+t * hop / sample_rate s, the hop being the model's own (256 samples at 16 kHz: 16 ms). Per
+file ``NAME.EXT``, next to it or under -o DIR (a folder's files keep their place below DIR):
+- csv: ``NAME.f0.csv``, columns ``time,frequency,confidence,amplitude_1..amplitude_K``: s, Hz,
+  the pitch distribution's peak probability (in [0, 1]; model/pitch.py says what it means),
+  linear amplitudes of the signal scaled to peak 0.9;
+- npz: ``NAME.f0.npz``: time, frequency, confidence, amplitudes, activations (T, Q: the pitch
+  distribution), bin_frequencies (Q,), sample_rate, hop_length, gain;
+- png: ``NAME.f0.png``: the spectrogram with the f0 track (opacity: confidence) and the
+  confidence below;
+- wav: ``NAME.resynthesis.wav``: the model's harmonic resynthesis (float32 at the model's
+  rate, phase-continuous, at the level of the scaled signal).
+
+A file that fails (missing, unreadable, empty) is reported in one line and the others go on;
+the exit status is then 2. Bad options, an unknown model or an unavailable device end with one
+line and exit 2 before anything is written. A summary line (files, audio duration, real-time
+factor) goes to stderr at the end unless -q.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import math
+import logging
 import sys
 import time
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from sotddsp.core.atomic_files import atomic_write_bytes, atomic_write_text
-from sotddsp.core.command_line import OneLineArgumentParser, UserError, console_script, one_line
-from sotddsp.data.datamodule import DEFAULT_PEAK
-from sotddsp.dsp.synth import remove_above_nyquist, upsample_linear, upsample_with_windows
-from sotddsp.model.autoencoder import HarmonicAutoencoder
-from sotddsp.model.checkpoints import (
-    CheckpointError,
-    ConfigError,
-    default_checkpoint,
-    load_checkpoint,
+from sotddsp.core.command_line import (
+    OneLineArgumentParser,
+    UserError,
+    console_script,
+    describe_os_error,
+    one_line,
+    positive_int,
 )
+from sotddsp.model.checkpoints import CheckpointError, ConfigError
+from sotddsp.model.loader import (
+    ModelNotFoundError,
+    describe_model,
+    load_model,
+    resolve_device,
+    shipped_models,
+)
+from sotddsp.model.pitch import PitchModel, PitchTrack
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
+    "CHECKPOINT_SUFFIXES",
+    "EXPORT_FORMATS",
+    "RESYNTHESIS_SUFFIX",
+    "AudioInput",
     "cli",
-    "estimate_track",
+    "csv_text",
+    "export_formats",
+    "find_inputs",
     "load_audio",
-    "load_model",
     "main",
-    "peak_normalize",
-    "read_audio",
-    "resample",
-    "resynthesize",
+    "output_paths",
 ]
 
-PEAK = DEFAULT_PEAK  # the training data's per-example peak (PreloadedSinusoidDataModule)
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("csv", "npz", "png", "wav")
+# The extensions a folder's audio files have (explicit files are read whatever their name).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                    ".au", ".snd", ".w64", ".rf64", ".caf")
+CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
+RESYNTHESIS_SUFFIX = ".resynthesis.wav"
+_OUTPUT_SUFFIXES = {"csv": ".f0.csv", "npz": ".f0.npz", "png": ".f0.png",
+                    "wav": RESYNTHESIS_SUFFIX}
 
 
-def load_model(checkpoint: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:
-    """The trained model of a checkpoint (None: the default model, shipped in the package), in
-    eval mode on ``device``, through ``checkpoints.load_checkpoint``.
+@dataclass(frozen=True)
+class AudioInput:
+    """An audio file to process, and the stem of its outputs (``<stem><suffix>``)."""
 
-    Raises UserError (one line) for a missing file or anything that is not a loadable checkpoint.
-    """
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            path = default_checkpoint() if checkpoint is None else Path(checkpoint)
-    except CheckpointError as err:
-        raise UserError(f"{one_line(err)}") from None
-    for warning in caught:
-        print(f"note: {warning.message}", file=sys.stderr)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        model = load_checkpoint(path, device=device)
-    except (CheckpointError, ConfigError) as err:
-        raise UserError(f"{path}: not a usable train.py checkpoint ({one_line(err)})") from None
-    except Exception as err:  # noqa: BLE001  (foreign or corrupt files fail in many ways)
-        raise UserError(
-            f"{path}: not a usable train.py checkpoint ({type(err).__name__}: {one_line(err)})"
-        ) from None
-    return model.eval()
+    path: Path
+    output_stem: Path
 
 
-def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample mono audio (N,) from ``rate_in`` to ``rate_out`` Hz with ``resample_poly``.
+def export_formats(text: str) -> tuple[str, ...]:
+    """The --export-format value: comma-separated names of ``EXPORT_FORMATS``, in order, once
+    each. Raises argparse.ArgumentTypeError (one line) for an empty or unknown name."""
+    names = [name.strip().lower() for name in text.split(",")]
+    unknown = [name for name in names if name not in EXPORT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {unknown[0]!r}: choose from {', '.join(EXPORT_FORMATS)}, "
+            "comma-separated (e.g. csv,png)")
+    return tuple(dict.fromkeys(names))
 
-    Up/down factors are rate_out / g and rate_in / g with g = gcd(rate_in, rate_out) (exact);
-    the result has ceil(N * rate_out / rate_in) samples, float32 (unchanged if the rates match).
-    """
-    from scipy.signal import resample_poly
 
-    if rate_in == rate_out:
-        return audio.astype(np.float32, copy=False)
-    g = math.gcd(rate_in, rate_out)
-    return resample_poly(audio.astype(np.float64), rate_out // g, rate_in // g).astype(np.float32)
+def output_paths(stem: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """{format: file} of one input's outputs: ``<stem>.f0.csv``, ``.f0.npz``, ``.f0.png``,
+    ``.resynthesis.wav``."""
+    return {fmt: stem.with_name(stem.name + _OUTPUT_SUFFIXES[fmt]) for fmt in formats}
+
+
+def _folder_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+        and not p.name.startswith(".") and not p.name.lower().endswith(RESYNTHESIS_SUFFIX)
+    )
+
+
+def find_inputs(
+    paths: Sequence[Path], recursive: bool, output_dir: Path | None
+) -> tuple[list[AudioInput], list[tuple[Path, str]]]:
+    """The audio files that ``paths`` name (files as given, folders as their audio files, each
+    file once) with their output stems, and the (path, one-line problem) of those that name
+    nothing usable. Outputs go next to each file, or under ``output_dir`` (a folder's files
+    keep their place below it). Raises UserError when two inputs would write the same outputs."""
+    inputs: dict[Path, AudioInput] = {}
+    problems: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            files = _folder_files(path, recursive)
+            if not files:
+                hint = "" if recursive else "; -r includes its sub-folders"
+                message = (f"{path}: the folder holds no audio file "
+                           f"({', '.join(AUDIO_EXTENSIONS[:4])}, ...){hint}")
+                problems.append((path, message))
+            for file in files:
+                where = output_dir / file.parent.relative_to(path) if output_dir else file.parent
+                inputs.setdefault(file.resolve(), AudioInput(file, where / file.stem))
+        elif path.is_file():
+            where = output_dir if output_dir is not None else path.parent
+            inputs.setdefault(path.resolve(), AudioInput(path, where / path.stem))
+        else:
+            problems.append((path, f"{path}: audio file not found"))
+    claimed: dict[Path, Path] = {}
+    for item in inputs.values():
+        other = claimed.setdefault(item.output_stem.resolve(), item.path)
+        if other != item.path:
+            raise UserError(
+                f"{other} and {item.path} would both write {item.output_stem}.f0.*: rename one, "
+                "or process them in separate runs with different --output-dir")
+    return list(inputs.values()), problems
 
 
 def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -126,242 +188,182 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return mono, int(rate)
 
 
-def read_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, int]:
-    """``load_audio`` then ``resample``: (float32 (N,) at ``sample_rate``, the file's rate)."""
-    audio, rate = load_audio(path)
-    return resample(audio, rate, sample_rate), rate
-
-
-def peak_normalize(audio: np.ndarray, peak: float = PEAK) -> tuple[np.ndarray, float]:
-    """Scale audio (N,) to max |x| = peak: (scaled float32 (N,), gain); silence keeps gain 1."""
-    top = float(np.max(np.abs(audio)))
-    gain = peak / top if top > 0 else 1.0
-    return (audio * gain).astype(np.float32), gain
-
-
-@torch.inference_mode()
-def estimate_track(
-    model: HarmonicAutoencoder,
-    audio: np.ndarray,
-    chunk_samples: int | None = None,
-    batch_chunks: int = 16,
-) -> dict[str, np.ndarray]:
-    """f0 and harmonic amplitudes of a whole signal, frame by frame.
-
-    audio: (N,) at ``model.sample_rate``. The signal is zero-padded to a whole number of chunks
-    of ``chunk_samples`` (default ``model.synth.n_samples``, the training length; a multiple of
-    the hop), and ``batch_chunks`` chunks at a time go through ``model.compute_features`` and
-    ``model.encode``. Returns {"time_s": (T,) frame centres t * hop / sample_rate in s,
-    "f0_hz": (T,) Hz, "amplitudes": (T, K)}, float64 / float32, with T = ceil(N / hop).
-    """
-    hop = model.hop_length
-    chunk = int(model.synth.n_samples) if chunk_samples is None else chunk_samples
-    if chunk < hop or chunk % hop != 0:
-        raise ValueError(
-            f"chunk_samples must be a positive multiple of the hop ({hop}), got {chunk}"
-        )
-    if batch_chunks < 1:
-        raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
-    if audio.ndim != 1 or audio.shape[0] == 0:
-        raise ValueError(f"audio must have shape (N,) with N > 0, got {audio.shape}")
-    n_frames = -(-audio.shape[0] // hop)
-    n_chunks = -(-audio.shape[0] // chunk)
-    padded = np.zeros(n_chunks * chunk, dtype=np.float32)
-    padded[: audio.shape[0]] = audio
-    chunks = torch.from_numpy(padded).view(n_chunks, chunk)
-    f0_parts, amp_parts = [], []
-    for start in range(0, n_chunks, batch_chunks):
-        f0, amplitudes = model.encode(
-            model.compute_features(chunks[start : start + batch_chunks].to(model.device))
-        )
-        f0_parts.append(f0.reshape(-1).cpu())
-        amp_parts.append(amplitudes.reshape(-1, amplitudes.shape[-1]).cpu())
-    return {
-        "time_s": np.arange(n_frames) * hop / model.sample_rate,
-        "f0_hz": torch.cat(f0_parts)[:n_frames].double().numpy(),
-        "amplitudes": torch.cat(amp_parts)[:n_frames].float().numpy(),
-    }
-
-
-@torch.inference_mode()
-def resynthesize(
-    model: HarmonicAutoencoder,
-    f0_hz: np.ndarray | Tensor,
-    amplitudes: np.ndarray | Tensor,
-    block_frames: int = 256,
-) -> np.ndarray:
-    """The model's synthesizer on the whole track, in blocks, with continuous phase.
-
-    f0_hz: (T,) Hz; amplitudes: (T, K). Equal (to float64 rounding) to
-    ``model.decode(f0_hz[None], amplitudes[None], T * hop)[0]`` in float64, using memory for
-    ``block_frames`` frames at a time: harmonics at or above Nyquist are zeroed per control
-    frame (as the synthesizer does first), each block's controls are upsampled with two frames
-    of context (as the synthesizer upsamples them), rendered with one hop of margin on each side
-    (for its roll-off filter) by ``model.decode`` at one control frame per sample, after a
-    silent first sample whose frequency sets the running phase. Returns float32 (T * hop,).
-    """
-    hop, rate = model.hop_length, model.sample_rate
-    f0 = torch.as_tensor(f0_hz, dtype=torch.float64, device=model.device).reshape(1, -1, 1)
-    amps = torch.as_tensor(amplitudes, dtype=torch.float64, device=model.device)[None]
-    k = torch.arange(1, amps.shape[-1] + 1, dtype=torch.float64, device=model.device)
-    amps = remove_above_nyquist(amps, f0 * k, rate)
-    n_frames = f0.shape[1]
-    out = np.empty(n_frames * hop, dtype=np.float32)
-    phase = 0.0  # sum of 2 pi f / rate over the samples before the current block, mod 2 pi
-    for a in range(0, n_frames, block_frames):
-        b = min(a + block_frames, n_frames)
-        lo, hi = max(a - 2, 0), min(b + 2, n_frames)
-        f0_audio = upsample_linear(f0[:, lo:hi], (hi - lo) * hop)[0, :, 0]
-        amp_audio = upsample_with_windows(amps[:, lo:hi], (hi - lo) * hop)[0]
-        s0, s1 = (max(a - 1, 0) - lo) * hop, (min(b + 1, n_frames) - lo) * hop  # with margins
-        core0, core1 = (a - lo) * hop, (b - lo) * hop
-        omega = f0_audio * (2.0 * math.pi / rate)
-        start_phase = (phase - float(omega[s0:core0].sum())) % (2.0 * math.pi)
-        f0_in = torch.cat(
-            [f0_audio.new_tensor([start_phase * rate / (2.0 * math.pi)]), f0_audio[s0:s1]]
-        )
-        amp_in = torch.cat([amp_audio.new_zeros(1, amp_audio.shape[1]), amp_audio[s0:s1]])
-        audio = model.decode(f0_in[None], amp_in[None], f0_in.shape[0])[0, 1:]
-        out[a * hop : b * hop] = audio[core0 - s0 : core1 - s0].float().cpu().numpy()
-        phase = (phase + float(omega[core0:core1].sum())) % (2.0 * math.pi)
-    return out
-
-
-def _spectrogram_db(
-    audio: np.ndarray, rate: int, max_columns: int = 4000
-) -> tuple[np.ndarray, ...]:
-    """Hann STFT power in dB: (times (M,) s, freqs (F,) Hz, dB (F, M)), n_fft 1024, hop >= 256."""
-    n_fft = 1024
-    hop = max(256, -(-audio.shape[0] // max_columns))
-    padded = np.concatenate([np.zeros(n_fft // 2), audio, np.zeros(n_fft // 2)])
-    n_cols = max(1, 1 + (padded.shape[0] - n_fft) // hop)
-    index = np.arange(n_fft)[None, :] + hop * np.arange(n_cols)[:, None]
-    frames = padded[index] * np.hanning(n_fft)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    return (
-        np.arange(n_cols) * hop / rate,
-        np.fft.rfftfreq(n_fft, 1.0 / rate),
-        10.0 * np.log10(np.maximum(power.T, 1e-10)),
-    )
-
-
-def _plot_png(audio: np.ndarray, rate: int, track: dict[str, np.ndarray], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    times, freqs, db = _spectrogram_db(audio, rate)
-    figure, axis = plt.subplots(figsize=(10, 4.5))
-    axis.pcolormesh(
-        times, freqs[1:], db[1:], shading="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max()
-    )
-    axis.plot(track["time_s"], track["f0_hz"], color="cyan", lw=1.2, label="estimated f0")
-    axis.set_yscale("log")
-    axis.set_ylim(30, rate / 2)
-    axis.set_xlabel("time (s)")
-    axis.set_ylabel("frequency (Hz)")
-    axis.set_title(title)
-    axis.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def _csv_text(track: dict[str, np.ndarray]) -> str:
-    n_harmonics = track["amplitudes"].shape[1]
-    header = ",".join(["time_s", "f0_hz", *(f"amp_{k}" for k in range(1, n_harmonics + 1))])
-    table = np.column_stack([track["time_s"], track["f0_hz"], track["amplitudes"]])
+def csv_text(track: PitchTrack) -> str:
+    """A ``PitchTrack`` as CSV: ``time,frequency,confidence,amplitude_1..amplitude_K``, one row
+    per frame; float32 columns with 9 significant digits (they read back exactly)."""
+    n_harmonics = track.amplitudes.shape[1]
+    header = ",".join(["time", "frequency", "confidence",
+                       *(f"amplitude_{k}" for k in range(1, n_harmonics + 1))])
+    table = np.column_stack([track.time, track.frequency, track.confidence, track.amplitudes])
     buffer = io.StringIO()
-    np.savetxt(
-        buffer,
-        table,
-        delimiter=",",
-        fmt=["%.6f", "%.4f", *["%.6g"] * n_harmonics],
-        header=header,
-        comments="",
-    )
+    np.savetxt(buffer, table, delimiter=",", fmt="%.9g", header=header, comments="")
     return buffer.getvalue()
+
+
+def _npz_bytes(track: PitchTrack) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, time=track.time, frequency=track.frequency, confidence=track.confidence,
+        amplitudes=track.amplitudes, activations=track.activations,
+        bin_frequencies=track.bin_frequencies, sample_rate=track.sample_rate,
+        hop_length=track.hop_length, gain=track.gain)
+    return buffer.getvalue()
+
+
+def _wav_bytes(audio: np.ndarray, rate: int) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def _models_epilog() -> str:
+    lines = [describe_model(name) for name in shipped_models()] or ["none in this install"]
+    return "shipped models (-m NAME):\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("paths", type=Path, nargs="+", metavar="[CHECKPOINT] AUDIO",
-                   help="a train.py checkpoint (.ckpt; default: the model shipped in the package), "
-                        "then a WAV, FLAC or OGG file")
-    p.add_argument(
-        "--out", type=Path, default=None, help="output directory (default outputs/estimate/<name>)"
+    p = OneLineArgumentParser(
+        description="\n\n".join(__doc__.split("\n\n")[:2]),
+        epilog=_models_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument(
-        "--chunk-samples",
-        type=int,
-        default=None,
-        help="samples per chunk (default: the model's training length)",
-    )
-    p.add_argument("--batch-chunks", type=int, default=16, help="chunks per encoder call")
+    p.add_argument("paths", type=Path, nargs="*", metavar="PATH",
+                   help="audio files (WAV, FLAC, OGG, MP3, ...) or folders of them")
+    p.add_argument("-m", "--model", default=None, metavar="NAME_OR_PATH",
+                   help="a shipped model's name (default: default) or a checkpoint path")
+    p.add_argument("-e", "--export-format", type=export_formats, default=("csv",),
+                   metavar="FORMATS",
+                   help=f"comma-separated, from {', '.join(EXPORT_FORMATS)} (wav: the harmonic "
+                        "resynthesis); default csv")
+    p.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
+                   help="write the outputs under DIR (default: next to each audio file)")
+    p.add_argument("--out", dest="output_dir", type=Path, help=argparse.SUPPRESS)  # deprecated
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="folders: include the audio files of their sub-folders")
+    p.add_argument("--device", default="cpu",
+                   help="torch device: cpu (default), cuda, cuda:1, mps, auto")
+    p.add_argument("--batch-chunks", type=positive_int, default=16, metavar="N",
+                   help="chunks of the training length per encoder call (default 16)")
+    p.add_argument("--chunk-samples", type=positive_int, default=None, metavar="N",
+                   help="samples per chunk (default: the model's training length)")
+    p.add_argument("--list-models", action="store_true",
+                   help="print the shipped models with their provenance and exit")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no summary line")
     return p
 
 
+def _split_model(model: str | None, paths: list[Path]) -> tuple[str, list[Path]]:
+    """The model and the audio paths; the earlier ``CHECKPOINT AUDIO`` form when -m is absent
+    and the first path ends in a checkpoint suffix."""
+    if model is None and paths and paths[0].suffix.lower() in CHECKPOINT_SUFFIXES:
+        log.warning("deprecated: `estimate.py CHECKPOINT AUDIO`; write `-m %s AUDIO ...`",
+                    paths[0])
+        model, paths = str(paths[0]), paths[1:]
+    for path in paths:
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            raise UserError(f"{path}: a checkpoint among the audio paths; choose the model with "
+                            "-m/--model, positional arguments are audio files or folders")
+    return (model if model is not None else "default"), paths
+
+
+def _load(model: str, device: str) -> PitchModel:
+    try:
+        target = resolve_device(device)
+    except ValueError as err:
+        raise UserError(f"--device: {one_line(err)}") from None
+    try:
+        return load_model(model, target)
+    except ModelNotFoundError as err:
+        raise UserError(one_line(err)) from None
+    except (CheckpointError, ConfigError) as err:
+        raise UserError(f"{model}: not a usable train.py checkpoint ({one_line(err)})") from None
+    except Exception as err:  # noqa: BLE001  (foreign or corrupt files fail in many ways)
+        raise UserError(f"{model}: not a usable train.py checkpoint ({type(err).__name__}: "
+                        f"{one_line(err)})") from None
+
+
+def _process(model: PitchModel, item: AudioInput, formats: Sequence[str],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """One file through the model; its outputs written atomically. Returns {"audio",
+    "outputs": {format: path}, "n_frames", "duration_s"}. Raises UserError (one line)."""
+    audio, rate = load_audio(item.path)
+    track = model.predict(audio, rate, activations="npz" in formats,
+                          batch_chunks=args.batch_chunks, chunk_samples=args.chunk_samples)
+    outputs = output_paths(item.output_stem, formats)
+    for fmt, path in outputs.items():
+        if fmt == "csv":
+            atomic_write_text(path, csv_text(track))
+        elif fmt == "npz":
+            atomic_write_bytes(path, _npz_bytes(track))
+        elif fmt == "png":
+            from sotddsp.model.plotting import figure_png, pitch_track_figure
+
+            figure = pitch_track_figure(audio, rate, track.time, track.frequency,
+                                        track.confidence, title=f"{item.path.name} ({model.name})")
+            atomic_write_bytes(path, figure_png(figure, dpi=100))
+        else:
+            atomic_write_bytes(path, _wav_bytes(model.resynthesize(track), model.sample_rate))
+    return {"audio": item.path, "outputs": outputs, "n_frames": int(track.time.shape[0]),
+            "duration_s": audio.shape[0] / rate}
+
+
+def _failure(error: Exception) -> str:
+    if isinstance(error, OSError) and error.errno is not None:
+        return describe_os_error(error) or one_line(error)
+    return one_line(error)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line. Returns {"csv", "png", "wav": output paths, "n_frames", "duration_s",
-    "seconds": processing time, "real_time_factor": seconds / duration_s, "gain"}."""
+    """Command line. Returns {"files": [per file: {"audio", "outputs": {format: path},
+    "n_frames", "duration_s"}], "model": its name, "device", "seconds": processing time,
+    "real_time_factor": seconds / total duration}. Raises UserError (one line) when an option,
+    the model or the device is bad, and at the end when any file failed."""
     args = _parser().parse_args(argv)
-    if len(args.paths) > 2:
-        raise UserError(f"expected [CHECKPOINT] AUDIO, got {len(args.paths)} paths")
-    args.checkpoint = args.paths[0] if len(args.paths) == 2 else None
-    args.audio = args.paths[-1]
-    audio, file_rate = load_audio(args.audio)  # bad audio fails before the slower model load
-    t0 = time.perf_counter()
-    model = load_model(args.checkpoint, args.device)
-    load_s = time.perf_counter() - t0
-    audio, gain = peak_normalize(resample(audio, file_rate, model.sample_rate))
-    duration = audio.shape[0] / model.sample_rate
+    if args.list_models:
+        print(_models_epilog())
+        return {"files": []}
+    model_name, paths = _split_model(args.model, list(args.paths))
+    if not paths:
+        raise UserError("no audio file given: sotddsp-pitch AUDIO_OR_FOLDER ... (--help)")
+    inputs, failed = find_inputs(paths, args.recursive, args.output_dir)
+    if not inputs:
+        raise UserError(failed[0][1] if len(failed) == 1 else
+                        f"none of the {len(failed)} paths names an audio file: {failed[0][1]}")
+    model = _load(model_name, args.device)
+    if args.chunk_samples is not None and args.chunk_samples % model.hop_length:
+        raise UserError(f"--chunk-samples must be a multiple of the model's hop "
+                        f"({model.hop_length}), got {args.chunk_samples}")
+    from tqdm import tqdm
 
-    t1 = time.perf_counter()
-    track = estimate_track(model, audio, args.chunk_samples, args.batch_chunks)
-    t2 = time.perf_counter()
-    resynthesis = resynthesize(model, track["f0_hz"], track["amplitudes"])
-    t3 = time.perf_counter()
-
-    import soundfile as sf
-
-    name = args.audio.stem
-    out = args.out if args.out is not None else Path("outputs") / "estimate" / name
-    paths = {
-        "csv": out / f"{name}_f0.csv",
-        "png": out / f"{name}_spectrogram.png",
-        "wav": out / f"{name}_resynthesis.wav",
-    }
-    atomic_write_text(paths["csv"], _csv_text(track))
-    wav = io.BytesIO()
-    sf.write(wav, resynthesis, model.sample_rate, format="WAV", subtype="FLOAT")
-    atomic_write_bytes(paths["wav"], wav.getvalue())
-    atomic_write_bytes(paths["png"], _plot_png(audio, model.sample_rate, track, args.audio.name))
-
-    seconds = t3 - t1
-    rtf = seconds / duration
-    print(
-        f"{args.audio}: {duration:.2f} s at {file_rate} Hz -> {model.sample_rate} Hz, "
-        f"scaled by {gain:.4g} "
-        f"to peak {PEAK}; {track['f0_hz'].shape[0]} frames"
-    )
-    print(
-        f"estimation {t2 - t1:.2f} s + resynthesis {t3 - t2:.2f} s on {args.device}: "
-        f"real-time factor "
-        f"{rtf:.4f} ({1 / rtf:.0f}x faster than real time); model loaded in {load_s:.1f} s"
-    )
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return {
-        **paths,
-        "n_frames": int(track["f0_hz"].shape[0]),
-        "duration_s": duration,
-        "seconds": seconds,
-        "real_time_factor": rtf,
-        "gain": gain,
-    }
+    program = Path(sys.argv[0]).name
+    for _, problem in failed:
+        tqdm.write(f"{program}: error: {problem}", file=sys.stderr)
+    n_inputs = len(inputs) + len(failed)
+    done: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for item in tqdm(inputs, unit="file", file=sys.stderr, disable=True if args.quiet else None):
+        try:
+            done.append(_process(model, item, args.export_format, args))
+        except (UserError, ValueError, OSError) as error:
+            if n_inputs == 1:
+                raise UserError(_failure(error)) from None
+            failed.append((item.path, _failure(error)))
+            tqdm.write(f"{program}: error: {_failure(error)}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    if failed:
+        raise UserError(f"{len(failed)} of {n_inputs} inputs failed (above); the outputs of the "
+                        f"other {len(done)} are written")
+    duration = sum(record["duration_s"] for record in done)
+    rtf = seconds / duration if duration > 0 else float("nan")
+    if not args.quiet:
+        print(f"{program}: {len(done)} file(s), {duration:.1f} s of audio in {seconds:.2f} s "
+              f"(real-time factor {rtf:.3f}), model {model_name} on {model.device}",
+              file=sys.stderr)
+    return {"files": done, "model": model_name, "device": str(model.device),
+            "seconds": seconds, "real_time_factor": rtf}
 
 
 # The console script (and the thin script of a checkout).

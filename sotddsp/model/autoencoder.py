@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -18,9 +19,28 @@ from torch import Tensor, nn
 
 from sotddsp.dsp import metrics
 from sotddsp.dsp.losses import LossMixture, as_mixture
-from sotddsp.dsp.spectral import hz_to_midi, midi_to_hz
+from sotddsp.dsp.spectral import cqt_n_bins, hz_to_midi, midi_to_hz
 
 log = logging.getLogger(__name__)
+
+
+def encoder_input_bins(
+    sample_rate: int, fmin: float, bins_per_semitone: int, n_bins: int | None
+) -> int:
+    """The encoder's input width ``n_bins_in``: the front end's CQT bin count (its ``n_bins``,
+    else every bin from ``fmin`` up to Nyquist, ``cqt_n_bins``)."""
+    return n_bins if n_bins is not None else cqt_n_bins(sample_rate, fmin, bins_per_semitone)
+
+
+# The settings the front end (``features``) fixes in the other components, the one table that
+# both the experiment CLI (``cli.SOTCLI``, as jsonargparse links) and the checkpoint loader
+# (``checkpoints.build_model``) apply: (the features' init_args read, (component, init_arg)
+# set, the function of the read values that gives it; None: the one value itself).
+FRONT_END_LINKS: tuple[tuple[tuple[str, ...], tuple[str, str], Callable[..., Any] | None], ...] = (
+    (("sample_rate", "fmin", "bins_per_semitone", "n_bins"), ("encoder", "n_bins_in"),
+     encoder_input_bins),
+    (("sample_rate",), ("synth", "sample_rate"), None),
+)
 
 class NonFiniteTrainingError(RuntimeError):
     """Raised when more than `max_nonfinite_steps` training steps had a non-finite loss or gradient."""
@@ -145,13 +165,34 @@ class HarmonicAutoencoder(L.LightningModule):
 
     def encode(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Encode CQT frames (B, T, Q) into f0 (B, T) in Hz and amplitudes (B, T, K)."""
+        f0_hz, amplitudes, _ = self._encode(frames)
+        return f0_hz, amplitudes
+
+    def encode_distribution(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``encode`` plus the pitch distribution its f0 is the soft-argmax of: (f0 (B, T) in
+        Hz, amplitudes (B, T, K), probabilities (B, T, Q_out)), the probabilities
+        ``softmax(logits / temperature)`` over the bins at ``pitch_bin_frequencies()``."""
+        f0_hz, amplitudes, logits = self._encode(frames)
+        return f0_hz, amplitudes, torch.softmax(logits / self.temperature, dim=-1)
+
+    def pitch_bin_frequencies(self, n_bins: int) -> Tensor:
+        """The frequencies in Hz (float64 (n_bins,)) of the pitch head's ``n_bins`` bins, as
+        ``soft_argmax_f0`` places them: log-spaced from ``f0_low_hz`` to ``f0_high_hz``."""
+        grid = torch.linspace(0.0, 1.0, n_bins, dtype=torch.float64)
+        m_lo = hz_to_midi(torch.tensor(self.f0_low_hz, dtype=torch.float64))
+        m_hi = hz_to_midi(torch.tensor(self.f0_high_hz, dtype=torch.float64))
+        return midi_to_hz(m_lo + grid * (m_hi - m_lo))
+
+    def _encode(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(f0 (B, T), amplitudes (B, T, K), pitch logits (B, T, Q_out)) of frames (B, T, Q)."""
         batch, n_frames, n_bins = frames.shape
         with torch.autocast(frames.device.type, dtype=torch.bfloat16,
                             enabled=self.encoder_dtype == "bfloat16"):
             logits, amplitudes = self.encoder(frames.reshape(batch * n_frames, n_bins))
         logits, amplitudes = logits.to(frames.dtype), amplitudes.to(frames.dtype)
         f0_hz = soft_argmax_f0(logits, self.temperature, self.f0_low_hz, self.f0_high_hz)
-        return f0_hz.reshape(batch, n_frames), amplitudes.reshape(batch, n_frames, -1)
+        return (f0_hz.reshape(batch, n_frames), amplitudes.reshape(batch, n_frames, -1),
+                logits.reshape(batch, n_frames, -1))
 
     def decode(self, f0_hz: Tensor, amplitudes: Tensor, n_samples: int) -> Tensor:
         """Synthesize audio (B, n_samples) from f0 (B, T) in Hz and amplitudes (B, T, K)."""

@@ -1,28 +1,33 @@
 """Checkpoints in, trained models out: the one reader of both our checkpoints and the paper
-authors' (like PESTO's loader.py). eval_paper.py, estimate.py and the demo load models here.
+authors'. eval_paper.py, the pitch tool (``loader.load_model``) and the demo load models here.
 
     from sotddsp.model.checkpoints import load_checkpoint
-    model = load_checkpoint()                 # the reference SOT-2048 model shipped in reference-runs/
+    model = load_checkpoint()                 # the default model, shipped in sotddsp/weights/
     model = load_checkpoint("runs/SOT-2048/SOT-2048-123/checkpoints/last.ckpt")
     out = model.estimate(audio)               # f0 (B, T) Hz, amplitudes (B, T, K), resynthesis
 
 Our checkpoints load with ``torch.load(weights_only=True)`` and embed their run's config (under
 ``run_layout.CONFIG_KEY``); the authors' pickle their own classes and are read through
 original_format.py's restricted unpickler, their config translated and their weights renamed.
-Either way the model is rebuilt by ``cli.build_cli`` from the config.
+Either way ``load_checkpoint`` rebuilds the model from the config's ``model:`` section by class
+path (``build_model``: no CLI, no Trainer, no banner, no seeding). Evaluation, which also needs
+the config's data module and trainer, builds the whole experiment with the CLI
+(``build_from_config``); the two build the same model (tests/model/test_checkpoints.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
+import inspect
 import io
 import json
 import logging
 import pickle
 import random
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +53,10 @@ from sotddsp.core.run_layout import (
     tested_checkpoint,
 )
 from sotddsp.model import original_format
-from sotddsp.model.autoencoder import HarmonicAutoencoder
+from sotddsp.model.autoencoder import FRONT_END_LINKS, HarmonicAutoencoder
 
 __all__ = [
+    "BUILDABLE_PREFIXES",
     "DEFAULT_PROVENANCE",
     "DEFAULT_WEIGHTS",
     "REFERENCE_RUN",
@@ -58,6 +64,8 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "build_from_config",
+    "build_model",
+    "checkpoint_config",
     "config_file_for",
     "default_checkpoint",
     "default_provenance",
@@ -289,17 +297,106 @@ def export_weights(checkpoint: Path, out: Path, provenance: dict[str, Any]) -> d
     return record
 
 
-def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:
-    """Rebuild a trained model from a checkpoint, in eval mode on ``device``.
+# Where a config's class paths may point: the model's components are ours, its optimizer
+# torch's. Anything else is refused rather than imported (a checkpoint is data).
+BUILDABLE_PREFIXES = ("sotddsp.", "torch.optim.")
 
-    ``path`` None: the default model shipped in the package (``default_checkpoint()``). The config is the one embedded in the checkpoint
-    (``CONFIG_KEY``), else the run's ``train_config.yaml`` two levels up
-    (``<run>/checkpoints/x.ckpt``); the authors' checkpoints and configs are read through
-    original_format.py. The caller's RNG states are kept. ``model.estimate(audio (B, N))`` then
-    gives f0 (B, T) in Hz and amplitudes (B, T, K). Raises CheckpointError or ConfigError.
+
+def _resolve_class(class_path: str, key: str) -> type:
+    if not class_path.startswith(BUILDABLE_PREFIXES) or "." not in class_path:
+        raise ConfigError(f"{key}: class path {class_path!r} is outside "
+                          f"{' and '.join(BUILDABLE_PREFIXES)}; it is not loaded")
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{key}: class {class_path!r} no longer exists") from None
+    if not isinstance(found, type):
+        raise ConfigError(f"{key}: {class_path!r} is not a class")
+    return found
+
+
+def _init_args(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    init_args = spec.get("init_args") or {}
+    if not isinstance(init_args, Mapping):
+        raise ConfigError(f"{key}.init_args is not a mapping")
+    return dict(init_args)
+
+
+def _instantiate(node: Any, key: str) -> Any:
+    """A config node with every ``{class_path, init_args}`` mapping built, innermost first."""
+    if isinstance(node, Mapping):
+        if "class_path" not in node:
+            return {name: _instantiate(value, f"{key}.{name}") for name, value in node.items()}
+        cls = _resolve_class(str(node["class_path"]), f"{key}.class_path")
+        init_args = {name: _instantiate(value, f"{key}.init_args.{name}")
+                     for name, value in _init_args(node, key).items()}
+        try:
+            return cls(**init_args)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{key}: {one_line(error, 200)}") from None
+    if isinstance(node, list):
+        return [_instantiate(value, f"{key}[{i}]") for i, value in enumerate(node)]
+    return node
+
+
+def _setting(spec: Mapping[str, Any], name: str, key: str) -> Any:
+    """A component's init_arg ``name``: the config's value, else its class's default."""
+    init_args = _init_args(spec, key)
+    if name in init_args:
+        return init_args[name]
+    cls = _resolve_class(str(spec.get("class_path")), f"{key}.class_path")
+    default = inspect.signature(cls).parameters.get(name)
+    if default is None or default.default is inspect.Parameter.empty:
+        raise ConfigError(f"{key}.init_args.{name} is missing")
+    return default.default
+
+
+def build_model(model_config: Mapping[str, Any]) -> HarmonicAutoencoder:
+    """A ``HarmonicAutoencoder`` from the ``model:`` section of a config (nested mappings as
+    YAML loads them, class paths current, ``class_paths.upgrade_config``), built by class path
+    without a CLI: the front end's settings fill the other components' (``FRONT_END_LINKS``,
+    as the experiment CLI links them), values a config omits take their class's default, and
+    the optimizer stays a factory (``functools.partial``). Only classes under
+    ``BUILDABLE_PREFIXES`` are imported. Constructing the encoder draws its initial weights from
+    torch's global RNG (``load_checkpoint`` keeps the caller's states).
+
+    Raises ConfigError (one line, naming the config key).
     """
-    path = default_checkpoint() if path is None else Path(path)
-    contents = read_checkpoint(path)
+    if not isinstance(model_config, Mapping) or not isinstance(
+            model_config.get("features"), Mapping):
+        raise ConfigError("the config has no model.features section")
+    sections = {name: dict(value) if isinstance(value, Mapping) else value
+                for name, value in model_config.items()}
+    for name in ("encoder", "synth"):
+        if not isinstance(sections.get(name), Mapping) or "class_path" not in sections[name]:
+            raise ConfigError(f"the config has no model.{name}.class_path")
+    features = sections["features"]
+    for sources, (component, target), compute in FRONT_END_LINKS:
+        values = [_setting(features, source, "model.features") for source in sources]
+        linked = compute(*values) if compute is not None else values[0]
+        sections[component]["init_args"] = {**_init_args(sections[component],
+                                                          f"model.{component}"), target: linked}
+    optimizer = sections.pop("optimizer", None)
+    built = {name: _instantiate(value, f"model.{name}") for name, value in sections.items()}
+    if isinstance(optimizer, Mapping) and "class_path" in optimizer:
+        built["optimizer"] = functools.partial(
+            _resolve_class(str(optimizer["class_path"]), "model.optimizer.class_path"),
+            **_init_args(optimizer, "model.optimizer"))
+    else:
+        built["optimizer"] = torch.optim.Adam
+    try:
+        return HarmonicAutoencoder(**built)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model: {one_line(error, 200)}") from None
+
+
+def checkpoint_config(path: Path, contents: CheckpointContents) -> tuple[dict[str, Any], bool]:
+    """The config a checkpoint was trained with, as nested mappings in our format, and whether
+    it is the authors' (their weights need renaming, ``load_weights``): the one it
+    embeds (``CONFIG_KEY``), else its run's ``train_config.yaml`` two levels up
+    (``<run>/checkpoints/x.ckpt``); the authors' translated (``original_format``), ours with
+    old class paths upgraded (``class_paths.upgrade_config``). Raises ConfigError (one line)."""
     if contents.config_yaml is not None:
         text = contents.config_yaml
     else:
@@ -313,12 +410,28 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Harm
         raise ConfigError(f"the checkpoint's config is not valid YAML: {one_line(error)}") from None
     if not isinstance(config, dict):
         raise ConfigError("the checkpoint's config is not a YAML mapping")
-    with tempfile.TemporaryDirectory(prefix="checkpoints-") as tmp, _preserved_rng():
-        try:
-            config_file = config_file_for(config, Path(tmp), text)
-        except original_format.OriginalFormatError as error:
-            raise ConfigError(one_line(error)) from None
-        cli = build_from_config(config_file, ["--trainer.accelerator", "cpu"], Path(tmp))
-    model: HarmonicAutoencoder = cli.model
-    load_weights(model, contents, original=original_format.is_original_config(config))
+    if not original_format.is_original_config(config):
+        return upgrade_config(config), False
+    try:
+        return original_format.translate_config(config), True
+    except original_format.OriginalFormatError as error:
+        raise ConfigError(one_line(error)) from None
+
+
+def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> HarmonicAutoencoder:
+    """Rebuild a trained model from a checkpoint, in eval mode on ``device``.
+
+    ``path`` None: the default model shipped in the package (``default_checkpoint()``). The
+    model is built from the checkpoint's config (``checkpoint_config``) by ``build_model``,
+    without a CLI or a Trainer: nothing is printed, nothing seeded, and the caller's torch,
+    NumPy and Python RNG states are kept. The authors' checkpoints are read through
+    original_format.py (their weights renamed). ``model.estimate(audio (B, N))`` then gives f0
+    (B, T) in Hz and amplitudes (B, T, K). Raises CheckpointError or ConfigError (one line).
+    """
+    path = default_checkpoint() if path is None else Path(path)
+    contents = read_checkpoint(path)
+    config, original = checkpoint_config(path, contents)
+    with _preserved_rng():
+        model = build_model(config.get("model") or {})
+    load_weights(model, contents, original=original)
     return model.eval().to(device)

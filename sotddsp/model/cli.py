@@ -37,8 +37,7 @@ from sotddsp.core.run_layout import (
     LOGS_DIR,
     run_directory,
 )
-from sotddsp.dsp.spectral import cqt_n_bins
-from sotddsp.model.autoencoder import HarmonicAutoencoder
+from sotddsp.model.autoencoder import FRONT_END_LINKS, HarmonicAutoencoder
 from sotddsp.model.callbacks import (
     AtomicCheckpointIO,
     EpochEndCheckpoint,
@@ -72,10 +71,6 @@ class RunConfigSaver(SaveConfigCallback):
         checkpoint[CONFIG_KEY] = self.config_yaml
 
 
-def _n_bins_of(sample_rate: int, fmin: float, bins_per_semitone: int, n_bins: int | None) -> int:
-    return n_bins if n_bins is not None else cqt_n_bins(sample_rate, fmin, bins_per_semitone)
-
-
 class SOTCLI(LightningCLI):
     """LightningCLI with run-directory layout, resume and the paper's checkpoint policy."""
 
@@ -101,17 +96,10 @@ class SOTCLI(LightningCLI):
             # a resumed run re-saves the epochs it replays under the same names
             "checkpoint.enable_version_counter": False,
         })
-        parser.link_arguments(
-            (
-                "model.features.init_args.sample_rate",
-                "model.features.init_args.fmin",
-                "model.features.init_args.bins_per_semitone",
-                "model.features.init_args.n_bins",
-            ),
-            "model.encoder.init_args.n_bins_in",
-            compute_fn=_n_bins_of,
-        )
-        parser.link_arguments("model.features.init_args.sample_rate", "model.synth.init_args.sample_rate")
+        for sources, (component, target), compute in FRONT_END_LINKS:
+            keys = tuple(f"model.features.init_args.{key}" for key in sources)
+            parser.link_arguments(keys if len(keys) > 1 else keys[0],
+                                  f"model.{component}.init_args.{target}", compute_fn=compute)
 
     def before_instantiate_classes(self) -> None:
         config = self.config

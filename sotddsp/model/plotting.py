@@ -217,6 +217,56 @@ def seed_strip_figure(
     return figure
 
 
+def spectrogram_db(
+    audio: np.ndarray, sample_rate: int, max_columns: int = 4000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hann STFT power of audio (N,) in dB: (times (M,) s, frequencies (F,) Hz, dB (F, M)),
+    n_fft 1024, centred frames, hop >= 256 and at most ``max_columns`` frames."""
+    n_fft = 1024
+    hop = max(256, -(-audio.shape[0] // max_columns))
+    padded = np.concatenate([np.zeros(n_fft // 2), audio, np.zeros(n_fft // 2)])
+    n_cols = max(1, 1 + (padded.shape[0] - n_fft) // hop)
+    index = np.arange(n_fft)[None, :] + hop * np.arange(n_cols)[:, None]
+    frames = padded[index] * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    return (
+        np.arange(n_cols) * hop / sample_rate,
+        np.fft.rfftfreq(n_fft, 1.0 / sample_rate),
+        10.0 * np.log10(np.maximum(power.T, 1e-10)),
+    )
+
+
+def pitch_track_figure(
+    audio: np.ndarray,
+    sample_rate: int,
+    time: np.ndarray,
+    frequency: np.ndarray,
+    confidence: np.ndarray,
+    title: str = "",
+) -> Figure:
+    """A recording's f0 track: its spectrogram (audio (N,) at ``sample_rate``, log frequency)
+    with the track over it (time (T,) s, frequency (T,) Hz), each point as opaque as its
+    confidence (T,) in [0, 1], and the confidence below."""
+    times, freqs, db = spectrogram_db(np.asarray(audio, dtype=np.float64), sample_rate)
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.pcolormesh(times, freqs[1:], db[1:], shading="auto", cmap="magma",
+                   vmin=db.max() - 80, vmax=db.max())
+    top.scatter(time, frequency, s=4, color="cyan", alpha=np.clip(confidence, 0.05, 1.0),
+                linewidths=0, label="estimated f0 (opacity: confidence)")
+    top.set_yscale("log")
+    top.set_ylim(30, sample_rate / 2)
+    top.set_ylabel("frequency (Hz)")
+    top.set_title(title)
+    top.legend(loc="upper right", fontsize=8)
+    bottom.plot(time, confidence, color="tab:blue", lw=1)
+    bottom.set_ylim(0, 1)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("confidence")
+    figure.tight_layout()
+    return figure
+
+
 def figure_png(figure: Figure, dpi: int = 110) -> bytes:
     """The figure as PNG bytes (closed afterwards)."""
     import io

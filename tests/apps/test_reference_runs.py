@@ -93,9 +93,9 @@ def test_re_evaluating_a_shipped_checkpoint_reproduces_its_test_metrics(run: Pat
 
 
 def test_estimate_uses_the_shipped_default_model(tmp_path: Path) -> None:
-    """``estimate.py AUDIO`` and ``load_checkpoint()`` with no path: the default model shipped in
-    the package (exported from a reference run), here on a rendered harmonic note (A3, 4
-    harmonics, 0.7 s)."""
+    """``estimate.py AUDIO`` (no -m) and ``load_checkpoint()`` with no path: the default model
+    shipped in the package (exported from a reference run), here on a rendered harmonic note
+    (A3, 4 harmonics, 0.7 s)."""
     assert default_checkpoint() == DEFAULT_WEIGHTS
     model = load_checkpoint()
     assert count_parameters(model) == 46_012
@@ -103,7 +103,10 @@ def test_estimate_uses_the_shipped_default_model(tmp_path: Path) -> None:
     note = HarmonicSynth(n_samples=n - n % 16)(torch.tensor([[[1.0, 0.5, 0.3, 0.2]]]).expand(
         1, 16, 4).contiguous(), torch.full((1, 16, 1), 220.0))[0].numpy()
     sf.write(tmp_path / "note.wav", note, 16000, subtype="FLOAT")
-    out = estimate.main([str(tmp_path / "note.wav"), "--out", str(tmp_path / "out")])
-    table = np.loadtxt(out["csv"], delimiter=",", skiprows=1)
-    assert table.shape == (math.ceil(note.shape[0] / 256), 22) and np.isfinite(table).all()
-    assert out["png"].exists() and out["wav"].exists()
+    out = estimate.main([str(tmp_path / "note.wav"), "-o", str(tmp_path / "out"),
+                         "-e", "csv,png,wav", "-q"])
+    assert out["model"] == "default"
+    outputs = out["files"][0]["outputs"]
+    table = np.loadtxt(outputs["csv"], delimiter=",", skiprows=1)
+    assert table.shape == (math.ceil(note.shape[0] / 256), 3 + 20) and np.isfinite(table).all()
+    assert outputs["png"].exists() and outputs["wav"].exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.entrypoints import REPO
+from helpers.models import assert_same_model, cli_built_model
 
 from sotddsp.core.result_cache import file_sha256
 from sotddsp.core.run_layout import CHECKPOINT_DIR
@@ -65,3 +66,38 @@ def test_a_runs_model_to_ship_is_the_tested_one_else_the_best_so_far(tmp_path: P
         assert checkpoints.reference_checkpoint(run) == run / "checkpoints" / "best-lsd-119-5280.ckpt"
     (run / "test_metrics.json").write_text(json.dumps({"checkpoint": "best-lsd-24-1100.ckpt"}))
     assert checkpoints.reference_checkpoint(run) == run / "checkpoints" / "best-lsd-24-1100.ckpt"
+
+
+# ----------------------------------------------------------------------------------------------
+# building by class path, without the CLI
+# ----------------------------------------------------------------------------------------------
+
+V0_CHECKPOINT = REPO / "tests" / "fixtures" / "v0-run" / "SOT-2048" / "SOT-2048-42" / "checkpoints" \
+    / "last.ckpt"
+
+
+@pytest.mark.parametrize("path", [checkpoints.DEFAULT_WEIGHTS, V0_CHECKPOINT],
+                         ids=["default-model", "flat-layout-run"])
+def test_load_checkpoint_builds_the_model_the_cli_builds(path: Path) -> None:
+    """The plain build (class paths, FRONT_END_LINKS, class defaults) against the experiment
+    CLI's (jsonargparse, base.yaml first, its links) on a train.py checkpoint of today and one
+    of the flat layout (old class paths)."""
+    assert_same_model(checkpoints.load_checkpoint(path), cli_built_model(path))
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"encoder": {"class_path": "os.system", "init_args": {}}},
+     r"model\.encoder\.class_path: class path 'os\.system' is outside sotddsp\. and torch\.optim\."),
+    ({"encoder": {"class_path": "sotddsp.model.encoder.Gone", "init_args": {}}},
+     r"model\.encoder\.class_path: class 'sotddsp\.model\.encoder\.Gone' no longer exists"),
+    ({"synth": {"class_path": "sotddsp.dsp.synth.HarmonicSynth", "init_args": {"speed": 2}}},
+     r"^model\.synth: .*speed"),
+    ({"temperature": -1.0}, r"^model: temperature must be > 0"),
+    ({"features": None}, r"no model\.features section"),
+])
+def test_build_model_refuses_what_it_cannot_build_in_one_line(change: dict, says: str) -> None:
+    from helpers.models import TINY_MODEL_CONFIG
+
+    with pytest.raises(checkpoints.ConfigError, match=says) as raised:
+        checkpoints.build_model({**TINY_MODEL_CONFIG, **change})
+    assert "\n" not in str(raised.value)

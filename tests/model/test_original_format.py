@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers.models import assert_same_model, cli_built_model
 from references.authors_format import (
     AUTHORS_MODULE,
     authors_state_dict,
@@ -242,6 +243,13 @@ def test_our_model_with_their_weights_matches_the_functional_reference(
     assert f0_ref.std() > 1.0 and amplitudes_ref.std() > 1e-3
     torch.testing.assert_close(estimate["f0_hz"], f0_ref, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(estimate["amplitudes"], amplitudes_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_their_checkpoint_builds_the_model_the_cli_builds(authors_tree: Path) -> None:
+    """load_checkpoint builds their translated config by class path; the experiment CLI, which
+    reads base.yaml first, builds the same model from it."""
+    path = checkpoint_path(authors_tree)
+    assert_same_model(checkpoints.load_checkpoint(path), cli_built_model(path))
 
 
 def test_eval_paper_reports_their_run_as_original(authors_tree: Path, tmp_path: Path) -> None:
