@@ -151,7 +151,9 @@ class MetricsHistory(Callback):
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self._record(trainer, "train")
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks' epoch-end hooks run before the module's, and
+        # before Lightning reduces the epoch's metrics, so they would see the previous pass's.
         if not trainer.sanity_checking:
             self._record(trainer, "val")
 
