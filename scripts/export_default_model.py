@@ -1,55 +1,69 @@
 """Export a run's model as the package's default model: ``sotddsp/weights/default.ckpt`` (the
 weights and the config, nothing to resume training) and ``default.json``, its provenance.
 
-    python scripts/export_default_model.py                       # the reference SOT-2048 run
+    python scripts/export_default_model.py                  # select: best validation RPA
     python scripts/export_default_model.py --run reference-runs/MSS-Lin/MSS-Lin-42
     python scripts/export_default_model.py --checkpoint RUN/checkpoints/best-lsd-299-13201.ckpt
 
-The checkpoint: ``--checkpoint``, else the one the run tested (``test_metrics.json``), else,
-while it trains, its best-validation checkpoint so far (``checkpoints.reference_checkpoint``).
-Provenance: the run, the checkpoint, its epoch and step, its validation metrics at that step
-(``curves.csv``), its test metrics (``test_metrics.json`` when the run tested this checkpoint,
-else an evaluation on the test split of the run's data, as eval_paper.py computes them), and the
-sha256 of the written file. Prints the provenance.
+Without --run or --checkpoint, the model is *selected*: among the finished runs under --root
+(``done`` marker) trained for the full budget (``trainer.max_steps`` = --budget-steps, the
+paper's 25,000), each run's tested checkpoint is evaluated on the **validation** split, and the
+one with the highest validation RPA wins (ties: the lower validation median |error|, then the
+name). The test split is never looked at to choose. A table of the candidates is printed.
+
+With --run: the checkpoint the run tested (``test_metrics.json``), else, while it trains, its
+best-validation checkpoint so far (``checkpoints.reference_checkpoint``).
+Provenance: the run, the checkpoint, its epoch and step, its validation metrics (an evaluation
+of the checkpoint on the validation split: curves.csv rows written before the MetricsHistory
+fix lag one validation), its test metrics (``test_metrics.json`` when the run tested this
+checkpoint, else an evaluation on the test split, as eval_paper.py computes them), how it was
+chosen, and the sha256 of the written file. Prints the provenance.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import yaml
 
 from sotddsp.apps.evaluate import config_data_path, data_file, evaluate_checkpoint
 from sotddsp.core.command_line import OneLineArgumentParser, UserError, run_cli_main
-from sotddsp.core.run_layout import CURVES_FILE, DONE_MARKER, REPO, TEST_METRICS_FILE
+from sotddsp.core.run_layout import (
+    CONFIG_FILE,
+    DONE_MARKER,
+    EXPERIMENTS_DIR,
+    REPO,
+    TEST_METRICS_FILE,
+)
 from sotddsp.model.checkpoints import (
     DEFAULT_WEIGHTS,
-    REFERENCE_RUN,
     CheckpointError,
     ConfigError,
     export_weights,
-    read_checkpoint,
     reference_checkpoint,
 )
-from sotddsp.model.runs import RunError, read_run
+from sotddsp.model.runs import RunError, discover_runs, read_run
+
+# the paper's budget, 25,000 steps, as the experiments' shared config states it
+PAPER_BUDGET_STEPS = int(yaml.safe_load((EXPERIMENTS_DIR / "base.yaml").read_text())
+                         ["trainer"]["max_steps"])
 
 REPORTED = ("rpa", "rca", "lsd", "median_cents_error")
 
 
-def validation_metrics(run_dir: Path, step: int | None) -> dict[str, float]:
-    """The validation metrics (``REPORTED``) of ``curves.csv`` at ``step``, or {} without them."""
-    path = run_dir / CURVES_FILE
-    if step is None or not path.is_file():
-        return {}
-    with open(path, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == "val" and int(r["step"]) == step]
-    if not rows:
-        return {}
-    return {f"val_{k}": float(rows[-1][f"val/{k}"]) for k in REPORTED if rows[-1].get(f"val/{k}")}
+def split_metrics(run_dir: Path, checkpoint: Path, split: Literal["test", "val"]
+                  ) -> dict[str, float]:
+    """``REPORTED`` of ``checkpoint`` on the run's ``split`` split, as eval_paper.py computes
+    them (``evaluate_checkpoint``), keyed ``<split>_<metric>``."""
+    run = dataclasses.replace(read_run(run_dir, "last"), checkpoint=checkpoint)
+    record = evaluate_checkpoint(run, data_file(config_data_path(run), explicit=False), "cpu",
+                                 None, split=split)
+    return {f"{split}_{k}": float(record["metrics"][k]) for k in REPORTED}
 
 
 def test_metrics(run_dir: Path, checkpoint: Path) -> dict[str, float]:
@@ -60,13 +74,68 @@ def test_metrics(run_dir: Path, checkpoint: Path) -> dict[str, float]:
         recorded = json.loads(recorded_path.read_text())
         if recorded.get("checkpoint") == checkpoint.name:
             return {f"test_{k}": float(recorded[k]) for k in REPORTED if k in recorded}
-    run = dataclasses.replace(read_run(run_dir, "last"), checkpoint=checkpoint)
-    record = evaluate_checkpoint(run, data_file(config_data_path(run), explicit=False), "cpu", None)
-    return {f"test_{k}": float(record["metrics"][k]) for k in REPORTED}
+    return split_metrics(run_dir, checkpoint, "test")
 
 
-def export(run_dir: Path, checkpoint: Path | None, out: Path) -> dict[str, Any]:
-    """Write ``out`` and its provenance (``out`` with .json); returns the provenance."""
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A finished full-budget run, its tested checkpoint and that checkpoint's validation
+    metrics (``val_<metric>``)."""
+
+    run_dir: Path
+    checkpoint: Path
+    validation: dict[str, float]
+
+    @property
+    def rank_key(self) -> tuple[float, float, str]:
+        return (-self.validation["val_rpa"], self.validation["val_median_cents_error"],
+                self.run_dir.name)
+
+
+def full_budget_runs(root: Path, budget_steps: int) -> list[Path]:
+    """Our finished runs under ``root`` (``<experiment>/<run>``) whose config trains for
+    ``budget_steps`` steps; short-budget studies and unfinished runs are left out."""
+    chosen = []
+    for run_dir in discover_runs(root):
+        config_path = run_dir / CONFIG_FILE
+        if not (run_dir / DONE_MARKER).exists() or not config_path.is_file():
+            continue
+        config = yaml.safe_load(config_path.read_text())
+        if isinstance(config, dict) and config.get("trainer", {}).get("max_steps") == budget_steps:
+            chosen.append(run_dir)
+    return chosen
+
+
+def select_by_validation(root: Path, budget_steps: int) -> list[Candidate]:
+    """The candidates of ``full_budget_runs``, best first by validation RPA (``rank_key``).
+    Raises UserError when there is none."""
+    runs = full_budget_runs(root, budget_steps)
+    if not runs:
+        raise UserError(f"--root {root}: no finished run of {budget_steps:,} steps yet; wait "
+                        "for one, or name a run with --run")
+    candidates = []
+    for run_dir in runs:
+        checkpoint = reference_checkpoint(run_dir)
+        candidates.append(Candidate(run_dir, checkpoint,
+                                    split_metrics(run_dir, checkpoint, "val")))
+    return sorted(candidates, key=lambda c: c.rank_key)
+
+
+def candidates_table(candidates: Sequence[Candidate]) -> str:
+    """A Markdown table of the candidates, best first (validation split only)."""
+    lines = ["| run | checkpoint | val RPA (%) | val median \\|error\\| (cents) | val LSD |",
+             "|---|---|--:|--:|--:|"]
+    for c in candidates:
+        v = c.validation
+        lines.append(f"| {c.run_dir.name} | {c.checkpoint.name} | {100 * v['val_rpa']:.1f} "
+                     f"| {v['val_median_cents_error']:.0f} | {v['val_lsd']:.2f} |")
+    return "\n".join(lines)
+
+
+def export(run_dir: Path, checkpoint: Path | None, out: Path, chosen_by: str,
+           validation: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write ``out`` and its provenance (``out`` with .json); returns the provenance.
+    ``validation``: the checkpoint's validation metrics when already computed."""
     checkpoint = reference_checkpoint(run_dir) if checkpoint is None else checkpoint
     run_dir = checkpoint.parent.parent
     try:
@@ -76,7 +145,8 @@ def export(run_dir: Path, checkpoint: Path | None, out: Path) -> dict[str, Any]:
     provenance: dict[str, Any] = {
         "run": name,
         "finished": (run_dir / DONE_MARKER).exists(),
-        **validation_metrics(run_dir, read_checkpoint(checkpoint).global_step),
+        "chosen_by": chosen_by,
+        **(validation if validation is not None else split_metrics(run_dir, checkpoint, "val")),
         **test_metrics(run_dir, checkpoint),
     }
     return export_weights(checkpoint, out, provenance)
@@ -85,8 +155,12 @@ def export(run_dir: Path, checkpoint: Path | None, out: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = OneLineArgumentParser(prog="export_default_model.py",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=REFERENCE_RUN,
-                        help="the run directory (default: the reference SOT-2048 run)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="the run directory (default: select by validation RPA)")
+    parser.add_argument("--root", type=Path, default=REPO / "reference-runs",
+                        help="where to select from (default: reference-runs)")
+    parser.add_argument("--budget-steps", type=int, default=PAPER_BUDGET_STEPS,
+                        help=f"the full budget a candidate trained for ({PAPER_BUDGET_STEPS:,})")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the checkpoint (default: the run's tested one, else its best)")
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS,
@@ -94,7 +168,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UserError(f"--checkpoint {args.checkpoint}: file not found")
-    provenance = export(args.run, args.checkpoint, args.out)
+    if args.run is not None and not args.run.is_dir():
+        raise UserError(f"--run {args.run}: no such run directory")
+    if args.checkpoint is not None or args.run is not None:
+        run_dir = args.run if args.checkpoint is None else args.checkpoint.parent.parent
+        provenance = export(run_dir, args.checkpoint, args.out, chosen_by="named")
+    else:
+        candidates = select_by_validation(args.root, args.budget_steps)
+        print(candidates_table(candidates), file=sys.stderr)
+        best = candidates[0]
+        provenance = export(best.run_dir, best.checkpoint, args.out,
+                            chosen_by=f"best validation RPA of {len(candidates)} finished "
+                                      f"{args.budget_steps:,}-step runs under {args.root.name}",
+                            validation=best.validation)
     json.dump(provenance, sys.stdout, indent=2)
     print()
     return provenance

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -123,9 +123,12 @@ def _accelerator(device: str) -> str:
 
 
 def evaluate_checkpoint(
-    run: Run, data_path: Path, device: str, batch_size: int | None
+    run: Run, data_path: Path, device: str, batch_size: int | None,
+    split: Literal["test", "val"] = "test",
 ) -> dict[str, Any]:
-    """Test ``run.checkpoint`` on the test split of ``data_path`` with ``trainer.test``.
+    """Test ``run.checkpoint`` on the ``split`` split of ``data_path`` with ``trainer.test``
+    (``"val"``: the validation split, through the same test metrics, for choosing among
+    checkpoints without looking at the test split; no per-family rows then).
 
     The model, data module and trainer come from the run's own train_config.yaml (the
     authors' translated), with ``limit_test_batches`` 1.0 (the whole split), no logger and
@@ -150,11 +153,15 @@ def evaluate_checkpoint(
             check_compatible(model, datamodule)
         except (UserError, ValueError, OSError) as error:
             raise RunError(f"the data does not fit: {one_line(error)[:200]}") from None
-        cli.trainer.test(model, datamodule=datamodule, verbose=False)
+        if split == "test":
+            cli.trainer.test(model, datamodule=datamodule, verbose=False)
+        else:
+            cli.trainer.test(model, dataloaders=datamodule.val_dataloader(), verbose=False)
         results = model.test_results()
-        families = family_rows(model.test_predictions()[0], datamodule.meta) if results else None
+        families = (family_rows(model.test_predictions()[0], datamodule.meta)
+                    if results and split == "test" else None)
     if not results:
-        raise RunError("the test split is empty")
+        raise RunError(f"the {split} split is empty")
     record = {"metrics": {k: float(v) for k, v in results.items()},
               "epoch": contents.epoch, "global_step": contents.global_step}
     if families is not None:

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(not RUNS, reason="no reference run in this check
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
 def test_reference_runs_follow_the_papers_recipe(run: Path) -> None:
     config = yaml.safe_load((run / CONFIG_FILE).read_text())
-    assert config["seed_everything"] == 42
+    assert run.name == f"{run.parent.name}-{config['seed_everything']}"  # <exp>/<exp>-<seed>
     trainer, data = config["trainer"], config["data"]["init_args"]
     assert trainer["max_steps"] == 25_000 and trainer["precision"] == "32-true"
     assert trainer["check_val_every_n_epoch"] == 5
