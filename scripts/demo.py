@@ -1,12 +1,15 @@
-"""`make demo`: the main job on CPU, end to end, and what it can and cannot show.
+"""`make demo`: the evidence on the paper's claim, on CPU, and what a short run can and cannot
+show.
 
 1. the reference table: the runs at the paper's budget shipped in reference-runs/, evaluated
-   from their checkpoints on the held-out test split in seconds (eval_paper.py; the same rows as
-   the README's table, without the slower pYIN baseline row);
-2. a live short training: SOT-2048 and MSS-Lin with the short CPU preset
-   (paper-experiments/presets/cpu-quick.yaml), each tested with its best-validation-LSD
-   checkpoint, a Markdown table (LSD, RPA, RCA, -OD, median cents error, within half an octave,
-   log-f0 correlation) and a figure of predicted against true f0, demo-output/f0_demo.png.
+   from their checkpoints on the held-out test split (eval_paper.py, without the slower pYIN
+   row): mean (std), median and n over seeds, and each run's step while it still trains;
+2. the shipped short-budget distribution: the share of seeds that localize f0 per experiment,
+   with its 95 % Wilson interval (reference-runs/short-budget/summary.md, scripts/short_budget.py);
+3. a live short-budget study of a few seeds of SOT-2048 and MSS-Lin (the cpu-quick preset: lr
+   1e-3, batch 16, 640 steps; two at a time, one thread each) through the same script, each
+   live seed printed beside the shipped row of the same seed, and a figure of predicted
+   against true f0 of each experiment's first live seed (demo-output/f0_demo.png).
 
 The data set is generated on first use.
 """
@@ -14,57 +17,50 @@ The data set is generated on first use.
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
+from typing import Any
+
+import short_budget
 
 from sotddsp.apps import evaluate as eval_paper
-from sotddsp.apps import train
 from sotddsp.core.atomic_files import atomic_write_bytes
 from sotddsp.core.command_line import run_cli_main
 from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
-    EXPERIMENTS_DIR,
-    LAST_CHECKPOINT,
     REPO,
     best_checkpoints,
+    run_directory,
 )
+from sotddsp.data.datamodule import PreloadedSinusoidDataModule
 from sotddsp.model.checkpoints import load_checkpoint
-from sotddsp.model.cli import build_cli
 from sotddsp.model.plotting import figure_png, models_f0_figure
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
-PRESET = EXPERIMENTS_DIR / "presets" / "cpu-quick.yaml"
 REFERENCE_ROOT = REPO / "reference-runs"
+SHIPPED_STUDY = short_budget.DEFAULT_ROOT
+DATA = REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
 
 WHAT_EACH_SHOWS = """\
-What each table can show:
-- the reference table: the paper's budget (25,000 steps at batch 64, lr 1e-4) for one seed;
-  whether SOT finds f0 where MSS does not, as far as one seed of each can say (while a run
-  still trains, its best checkpoint so far: the table's notes give each run's step);
-- the live run: 640 CPU steps at lr 1e-3, batch 16, a few minutes; it shows the mechanism only
-  (SOT's predictions follow the true pitch, MSS's collapse), and it is chaotic: a change at the
-  level of rounding, another CPU, or another seed moves its numbers (docs/RESULTS.md)."""
-
-
-def _table(rows: dict[str, dict[str, float]]) -> str:
-    header = ("| experiment | LSD ↓ | RPA (%) ↑ | RCA (%) ↑ | −OD | median error (cents) ↓ "
-              "| within half an octave (%) ↑ | log-f0 correlation ↑ |")
-    lines = [header, "|" + "---|" * 8]
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} | {r['lsd']:.2f} | {100 * r['rpa']:.1f} | {100 * r['rca']:.1f} "
-            f"| {-r['od']:.2f} | {r['median_cents_error']:.0f} | {100 * r['within_octave']:.1f} "
-            f"| {r['log_f0_corr']:.2f} |"
-        )
-    return "\n".join(lines)
+What each part can show, and what it cannot:
+- the reference table is the paper's budget (25,000 steps at batch 64, lr 1e-4); n is the
+  number of seeds per experiment so far, and a run still training is shown at its best
+  checkpoint so far (the notes give its step). Whether SOT finds f0 where MSS does not, at the
+  paper's budget, is a claim about these rows once several seeds have finished.
+- the short-budget distribution (640 steps at lr 1e-3) is about many seeds of a cheap recipe:
+  the share that localize f0 (median |error| <= 100 cents, a rule fixed before any result).
+  It says how often a short run finds f0, not what the paper's budget does.
+- the live seeds show that the study reproduces: the same seed on the same machine and thread
+  count gives the shipped row. A short run is chaotic, so another CPU or BLAS build can move a
+  seed's numbers far; then compare distributions, never single seeds."""
 
 
 def reference_table(out: Path) -> bool:
-    """Evaluate the shipped reference runs (no baseline row), finished or still training (the
-    table's notes say which, and at which step); False when there are none."""
+    """Evaluate the shipped reference runs (no baseline row); False when there are none."""
     runs = sorted(REFERENCE_ROOT.glob(f"*/*/{CHECKPOINT_DIR}/{BEST_CHECKPOINT_GLOB}"))
-    print("\n=== the reference runs (reference-runs/, the paper's budget) ===", flush=True)
+    print("\n=== 1. the reference runs (reference-runs/, the paper's budget) ===", flush=True)
     if not runs:
         print("this checkout holds no reference run with a best checkpoint yet")
         return False
@@ -73,47 +69,86 @@ def reference_table(out: Path) -> bool:
     return True
 
 
+def shipped_summary() -> list[dict[str, str]]:
+    """Print the shipped study's per-experiment table; return its per-seed rows ([] if none)."""
+    print("\n=== 2. the shipped short-budget distribution (reference-runs/short-budget/) ===")
+    summary = SHIPPED_STUDY / short_budget.SUMMARY_MD
+    seeds = SHIPPED_STUDY / short_budget.SEEDS_CSV
+    if not summary.is_file() or not seeds.is_file():
+        print("this checkout ships no short-budget study")
+        return []
+    blocks = summary.read_text().strip().split("\n\n")
+    rule = [b for b in blocks if b.startswith("Rule")]
+    tables = [b for b in blocks if b.startswith("|")]
+    print("\n\n".join(rule + tables[:1]))  # the rule, and the per-experiment table
+    with open(seeds, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def comparison_table(live: list[dict[str, Any]], shipped: list[dict[str, str]]) -> str:
+    """Each live seed's median |error|, localization and steps beside the shipped row of the
+    same experiment and seed ('–' when the shipped study has none)."""
+    by_key = {(r["experiment"], int(r["seed"])): r for r in shipped}
+    header = ("| experiment | seed | live median \\|error\\| (cents) | shipped | live steps "
+              "| shipped steps | live localizes | same as shipped |")
+    lines = [header, "|---|--:|--:|--:|--:|--:|---|---|"]
+    limit = short_budget.LOCALIZE_MAX_MEDIAN_CENTS
+    for row in live:
+        ship = by_key.get((row["experiment"], int(row["seed"])))
+        live_cents = float(row["median_abs_cents"])
+        if ship is None:
+            shipped_cents, shipped_steps, same = "–", "–", "–"
+        else:
+            shipped_cents = f"{float(ship['median_abs_cents']):.0f}"
+            shipped_steps = ship["steps"]
+            same = "yes" if (abs(float(ship["median_abs_cents"]) - live_cents) < 0.5
+                             and int(ship["steps"]) == int(row["steps"])) else "no"
+        lines.append(f"| {row['experiment']} | {row['seed']} | {live_cents:.0f} | {shipped_cents} "
+                     f"| {row['steps']} | {shipped_steps} "
+                     f"| {'yes' if live_cents <= limit else 'no'} | {same} |")
+    return "\n".join(lines)
+
+
+def f0_figure(root: Path, seed: int, out: Path) -> Path | None:
+    """Predicted against true f0 on the test split, one panel per experiment (seed ``seed``)."""
+    models = {}
+    for experiment in EXPERIMENTS:
+        best = best_checkpoints(run_directory(root, experiment, seed))
+        if best:
+            models[f"{experiment}, seed {seed}"] = load_checkpoint(best[-1])
+    if not models:
+        return None
+    datamodule = PreloadedSinusoidDataModule(data_path=str(DATA), batch_size_val=100)
+    datamodule.setup("test")
+    atomic_write_bytes(out, figure_png(models_f0_figure(models, datamodule.test_dataloader())))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "demo-output")
-    parser.add_argument("--data", type=Path,
-                        default=REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="override the preset's step count")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
+                        help="the live seeds of each experiment (0 1)")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="leave out the reference table (part 1)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    reference_table(args.out)
-    results: dict[str, dict[str, float]] = {}
-    models = {}
-    datamodule = None
-    for experiment in EXPERIMENTS:
-        cli_args = [
-            "--config", str(EXPERIMENTS_DIR / f"{experiment}.yaml"),
-            "--config", str(PRESET),
-            "--data.init_args.data_path", str(args.data),
-            "--checkpoint_root", str(args.out / "checkpoints"),
-            "--seed_everything", str(args.seed),
-        ]
-        if args.max_steps is not None:
-            cli_args += ["--trainer.max_steps", str(args.max_steps)]
-        print(f"\n=== live short run: training {experiment} (CPU preset) ===", flush=True)
-        cli = build_cli(cli_args)
-        results[experiment] = train.train_and_test(cli)
-        best = best_checkpoints(cli.run_dir)
-        models[experiment] = load_checkpoint(best[-1] if best
-                                             else cli.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
-        datamodule = cli.datamodule
-
-    table = _table(results)
-    figure = args.out / "f0_demo.png"
-    datamodule.setup("test")
-    atomic_write_bytes(figure, figure_png(models_f0_figure(models, datamodule.test_dataloader())))
+    if not args.skip_reference:
+        reference_table(args.out)
+    shipped = shipped_summary()
+    print(f"\n=== 3. live: seeds {', '.join(map(str, args.seeds))} of "
+          f"{' and '.join(EXPERIMENTS)} at the short budget ===", flush=True)
+    live_root = args.out / "short-budget"
+    live = short_budget.main(["--experiments", *EXPERIMENTS, "--seed-list",
+                              *map(str, args.seeds), "--root", str(live_root), "--jobs", "2"])
+    table = comparison_table(live, shipped)
     (args.out / "demo_results.md").write_text(table + "\n")
-    print("\n=== live short run (640 CPU steps; the table of demo_results.md) ===\n\n" + table)
+    print("\n=== the live seeds beside the shipped ones ===\n\n" + table)
+    figure = f0_figure(live_root, args.seeds[0], args.out / "f0_demo.png")
     print("\n" + WHAT_EACH_SHOWS)
-    print(f"\nfigure: {figure}\ntable: {args.out / 'demo_results.md'}")
+    print(f"\nfigures: {live_root / short_budget.SEEDS_FIGURE}, {figure}\n"
+          f"table: {args.out / 'demo_results.md'}")
     print(f"total time: {(time.perf_counter() - started) / 60:.1f} min")
 
 
