@@ -73,6 +73,8 @@ from sotddsp.core.result_tables import (
     LOCALIZE_MAX_MEDIAN_CENTS,
     SEED_COLUMNS,
     csv_text,
+    rank_comparisons,
+    render_rank_comparisons_markdown,
     render_seed_outcomes_markdown,
     seed_outcomes,
     seed_row,
@@ -344,6 +346,11 @@ def write_outputs(root: Path, rows: list[dict[str, Any]], budgets: dict[str, str
              "interval.")
     lines = ["# Short-budget outcome distribution", "", intro, "", METHOD, "",
              render_seed_outcomes_markdown(outcomes, rows, budgets)]
+    comparisons = render_rank_comparisons_markdown(rank_comparisons(rows))
+    if comparisons:
+        lines += [("Exploratory, not the rule fixed in advance: each pair of experiments "
+                   "compared by their seeds' median |error| (Mann-Whitney U, two-sided; no "
+                   "correction for the number of pairs)."), "", comparisons]
     missing = sorted({c for r in rows for c in SEED_COLUMNS if r.get(c) is None})
     if missing:
         lines += [(f"Some runs were tested before {', '.join(missing)} existed: shown as "

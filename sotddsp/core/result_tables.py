@@ -469,6 +469,58 @@ def seed_outcomes(rows: Sequence[Mapping[str, Any]]) -> list[SeedOutcome]:
     return outcomes
 
 
+@dataclass(frozen=True)
+class RankComparison:
+    """Two experiments' seeds compared by their median |error| (cents): the Mann-Whitney U of
+    ``first`` (pairs of seeds where ``first``'s error is the larger, ties counting 1/2), its
+    two-sided p-value (exact without ties, else the normal approximation, as
+    ``scipy.stats.mannwhitneyu``'s ``method="auto"``) and the probability that a seed of
+    ``first`` has the lower error than one of ``second``, 1 - U / (n_first n_second)."""
+
+    first: str
+    second: str
+    n_first: int
+    n_second: int
+    u_first: float
+    p_value: float
+
+    @property
+    def p_first_lower(self) -> float:
+        return 1.0 - self.u_first / (self.n_first * self.n_second)
+
+
+def rank_comparisons(rows: Sequence[Mapping[str, Any]]) -> list[RankComparison]:
+    """Every pair of experiments of seeds.csv rows (in order of first appearance) with at least
+    two seeds each: the ``RankComparison`` of their seeds' median |error|. Exploratory: it is
+    not the localize rule fixed in advance, and no correction for multiple pairs is applied."""
+    from scipy.stats import mannwhitneyu
+
+    grouped: dict[str, list[float]] = {}
+    for row in rows:
+        grouped.setdefault(row["experiment"], []).append(float(row["median_abs_cents"]))
+    names = [name for name, values in grouped.items() if len(values) >= 2]
+    comparisons = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = grouped[first], grouped[second]
+            result = mannwhitneyu(a, b, alternative="two-sided", method="auto")
+            comparisons.append(RankComparison(first, second, len(a), len(b),
+                                              float(result.statistic), float(result.pvalue)))
+    return comparisons
+
+
+def render_rank_comparisons_markdown(comparisons: Sequence[RankComparison]) -> str:
+    """One Markdown table of ``rank_comparisons`` ('' when there is no pair)."""
+    if not comparisons:
+        return ""
+    lines = ["| first | second | n | U (first) | P(a seed of first has the lower error) "
+             "| two-sided p |", "|---|---|--:|--:|--:|--:|"]
+    for c in comparisons:
+        lines.append(f"| {c.first} | {c.second} | {c.n_first} + {c.n_second} | {c.u_first:g} "
+                     f"| {c.p_first_lower:.2f} | {c.p_value:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(value: Any, digits: int) -> str:
     return DASH if value is None else _fmt(float(value), digits)
 

@@ -19,6 +19,8 @@ from sotddsp.core.result_tables import (
     LOCALIZE_MAX_MEDIAN_CENTS,
     SEED_COLUMNS,
     localizes,
+    rank_comparisons,
+    render_rank_comparisons_markdown,
     render_seed_outcomes_markdown,
     seed_outcomes,
     seed_row,
@@ -85,6 +87,32 @@ def test_seed_row_maps_test_metrics_to_the_csv_columns() -> None:
                    "within_100": 50.0, "log_f0_corr": 0.75, "median_pred_hz": 220.0}
     old = {k: v for k, v in METRICS.items() if k not in ("median_signed_cents", "median_pred_hz")}
     assert seed_row("SOT-2048", 3, old)["median_pred_hz"] is None
+
+
+def _rows(errors: dict[str, list[float]]) -> list[dict[str, object]]:
+    return [{"experiment": name, "seed": i, "median_abs_cents": e}
+            for name, values in errors.items() for i, e in enumerate(values)]
+
+
+def test_rank_comparisons_exact_values_of_separated_and_interleaved_seeds() -> None:
+    """Exact identities of the Mann-Whitney U: three seeds all below three others give U = 0,
+    P(lower) = 1 and the exact two-sided p = 2 / C(6, 3) = 0.1; interleaved 1 < 2 < 3 < 4 < 5
+    < 6 as (1, 3, 5) against (2, 4, 6) gives U = 3 (pairs 3 > 2, 5 > 2, 5 > 4), P(lower) = 2/3,
+    p = 2 * P(U <= 3) = 2 * 7/20 = 0.7 (of the 20 splits of 6 ranks into 3 + 3, U = 0, 1, 2, 3
+    in 1, 1, 2 and 3)."""
+    separated = rank_comparisons(_rows({"A": [10, 20, 30], "B": [40, 50, 60], "C": [70]}))
+    assert len(separated) == 1  # C has one seed only
+    c = separated[0]
+    assert (c.first, c.second, c.n_first, c.n_second, c.u_first) == ("A", "B", 3, 3, 0.0)
+    assert c.p_first_lower == 1.0 and c.p_value == pytest.approx(2 / math.comb(6, 3))
+    interleaved = rank_comparisons(_rows({"A": [1, 3, 5], "B": [2, 4, 6]}))[0]
+    assert interleaved.u_first == 3.0 and interleaved.p_first_lower == pytest.approx(2 / 3)
+    assert interleaved.p_value == pytest.approx(0.7)
+    swapped = rank_comparisons(_rows({"B": [40, 50, 60], "A": [10, 20, 30]}))[0]
+    assert swapped.u_first == 9.0 and swapped.p_first_lower == 0.0
+    table = render_rank_comparisons_markdown(separated)
+    assert "| A | B | 3 + 3 | 0 | 1.00 | 0.1 |" in table
+    assert render_rank_comparisons_markdown([]) == ""
 
 
 def test_seed_outcomes_count_localized_seeds_and_the_spread() -> None:
