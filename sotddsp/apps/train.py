@@ -130,6 +130,16 @@ def recorded_metrics(run_dir: Path) -> dict[str, float]:
         ) from None
 
 
+def machine_record() -> dict[str, str | int]:
+    """What a run's numbers depend on beyond its config: torch's version, the CPU kernels it
+    dispatches to (``torch.backends.cpu.get_cpu_capability()``: "AVX512", "AVX2", ...), the
+    thread count and the CUDA device if any. A chaotic short run follows them: the same seed on
+    an AVX2 and an AVX-512 CPU ends in different places."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else ""}
+
+
 def train_and_test(cli: SOTCLI) -> dict[str, float]:
     """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done.
 
@@ -178,7 +188,7 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     tested = torch.load(best, map_location="cpu", weights_only=True)["global_step"] if best \
         else trainer.global_step
     results_record = {"checkpoint": Path(best).name if best else None, "global_step": tested,
-                      **results}
+                      **results, "machine": machine_record()}
     if trainer.fast_dev_run:
         return results
     write_run_figures(run_dir, cli.config.experiment, int(cli.config.seed_everything), model)

@@ -117,6 +117,11 @@ def test_train_checkpoint_reload_test_reproduces_logged_metrics(tiny_data_path: 
     recorded = json.loads((run_dir / "test_metrics.json").read_text())
     assert recorded["checkpoint"] == ckpts[0].name
     assert {k: recorded[k] for k in results} == results
+    assert recorded["machine"] == {"torch": torch.__version__,
+                                   "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                   "threads": torch.get_num_threads(),
+                                   "cuda_device": torch.cuda.get_device_name()
+                                   if torch.cuda.is_available() else ""}
 
     # replaying the saved config resolves to the same run and finds it done
     replay = experiment_cli.build_cli(["--config", str(run_dir / "train_config.yaml")])

@@ -5,10 +5,14 @@ test_short_budget.py)."""
 from __future__ import annotations
 
 import csv
+import json
+from pathlib import Path
 
 import demo
 import pytest
 import short_budget
+
+from sotddsp.core.run_layout import TEST_METRICS_FILE, run_directory
 
 
 def shipped_rows() -> list[dict[str, str]]:
@@ -28,7 +32,8 @@ def test_the_shipped_summary_is_printed_with_its_rule(capsys: pytest.CaptureFixt
     assert "| seed |" not in printed  # the per-seed table is left to the file
 
 
-def test_live_seeds_are_matched_to_the_shipped_seed_of_the_same_experiment() -> None:
+def test_live_seeds_are_matched_to_the_shipped_seed_of_the_same_experiment(
+        tmp_path: Path) -> None:
     shipped = [
         {"experiment": "SOT-2048", "seed": "0", "steps": "640", "median_abs_cents": "1330.2"},
         {"experiment": "MSS-Lin", "seed": "0", "steps": "512", "median_abs_cents": "5184.6"},
@@ -38,9 +43,21 @@ def test_live_seeds_are_matched_to_the_shipped_seed_of_the_same_experiment() -> 
         {"experiment": "MSS-Lin", "seed": 0, "steps": 640, "median_abs_cents": 5184.6},
         {"experiment": "SOT-2048", "seed": 5, "steps": 384, "median_abs_cents": 80.0},
     ]
-    lines = demo.comparison_table(live, shipped).splitlines()
+    live_root, shipped_root = tmp_path / "live", tmp_path / "shipped"
+    machine = {"torch": "2.13.0", "cpu_capability": "AVX2", "threads": 1, "cuda_device": ""}
+    for experiment, seed in (("SOT-2048", 0), ("MSS-Lin", 0), ("SOT-2048", 5)):
+        run = run_directory(live_root, experiment, seed)
+        run.mkdir(parents=True)
+        (run / TEST_METRICS_FILE).write_text(json.dumps({"rpa": 0.0, "machine": machine}))
+    old_run = run_directory(shipped_root, "SOT-2048", 0)
+    old_run.mkdir(parents=True)
+    (old_run / TEST_METRICS_FILE).write_text(json.dumps({"rpa": 0.0}))  # before the record
+    lines = demo.comparison_table(live, shipped, live_root, shipped_root).splitlines()
     assert len(lines) == 2 + len(live)
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    assert cells[0] == ["SOT-2048", "0", "1330", "1330", "640", "640", "no", "yes"]
-    assert cells[1] == ["MSS-Lin", "0", "5185", "5185", "640", "512", "no", "no"]  # steps differ
-    assert cells[2] == ["SOT-2048", "5", "80", "–", "384", "–", "yes", "–"]
+    assert cells[0] == ["SOT-2048", "0", "1330", "1330", "640", "640", "no", "yes",
+                        "AVX2, 1 thread(s)", "not recorded"]
+    assert cells[1] == ["MSS-Lin", "0", "5185", "5185", "640", "512", "no", "no",  # steps differ
+                        "AVX2, 1 thread(s)", "not recorded"]  # no shipped run directory
+    assert cells[2] == ["SOT-2048", "5", "80", "–", "384", "–", "yes", "–",
+                        "AVX2, 1 thread(s)", "–"]
