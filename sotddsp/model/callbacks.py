@@ -39,6 +39,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, path)
 
 
+def relocated_state(state_dict: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+    """A ``ModelCheckpoint`` state with every checkpoint path under ``old`` moved to ``new``
+    (the same file name) and ``dirpath`` set to ``new``."""
+
+    def move(path: Any) -> Any:
+        if isinstance(path, str) and path and Path(path).parent == old:
+            return str(new / Path(path).name)
+        return path
+
+    moved = {key: move(value) for key, value in state_dict.items()}
+    moved["dirpath"] = str(new)
+    if isinstance(state_dict.get("best_k_models"), dict):
+        moved["best_k_models"] = {move(k): v for k, v in state_dict["best_k_models"].items()}
+    return moved
+
+
 class EpochEndCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that writes ``last.ckpt`` at the end of every training epoch and
     resumes from such a checkpoint at the start of the next epoch, as an uninterrupted run.
@@ -56,6 +72,22 @@ class EpochEndCheckpoint(ModelCheckpoint):
     """
 
     _replaying_epoch_end = False
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning's, for a run whose directory moved (a clone elsewhere, a copied
+        ``reference-runs/``): a checkpoint saved under another ``dirpath`` ending in the same
+        ``<experiment>/<run>/checkpoints`` has its paths moved here, so the best score and the
+        best checkpoint carry over. Lightning alone would drop the best score (the next
+        validation would count as the best, however bad) and keep ``best_model_path`` pointing
+        into the old directory, whose file the final test would then load, or fail to find.
+        A checkpoint from another run's directory keeps no best checkpoint of its own."""
+        saved = state_dict.get("dirpath")
+        if saved and self.dirpath and saved != self.dirpath:
+            if Path(saved).parts[-3:] == Path(self.dirpath).parts[-3:]:
+                state_dict = relocated_state(state_dict, Path(saved), Path(self.dirpath))
+            else:
+                state_dict = {**state_dict, "best_model_path": ""}
+        super().load_state_dict(state_dict)
 
     def on_load_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
