@@ -179,6 +179,9 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     if trainer.interrupted:
         raise UserError(f"training was interrupted; run the same command again to resume from {last}")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best and not Path(best).is_file():
+        raise UserError(f"{best}: the run's best-validation checkpoint is missing, so the run "
+                        f"cannot be tested; restore that file into {run_dir / CHECKPOINT_DIR}")
     if best:
         log.info("testing with the best-validation-LSD checkpoint %s", best)
     else:

@@ -19,6 +19,7 @@ import yaml
 from helpers.entrypoints import REPO
 
 from sotddsp.apps import train
+from sotddsp.core.command_line import UserError
 from sotddsp.core.run_layout import CONFIG_KEY, PRESETS_DIR, config_file, experiment_config
 from sotddsp.model.checkpoints import load_checkpoint
 
@@ -111,6 +112,32 @@ def test_an_old_run_resumes_under_todays_config(
     assert config["model"]["encoder"]["class_path"] == "sotddsp.model.encoder.PESTOEncoder"
     fingerprint = json.loads((run / "config_fingerprint.json").read_text())
     assert fingerprint["config"]["model"]["loss"]["class_path"] == "sotddsp.dsp.losses.LossMixture"
+
+
+def test_a_moved_run_is_tested_with_its_own_best_checkpoint_or_stops(
+    tiny_data_path: Path, tmp_path: Path
+) -> None:
+    """The fixture's last.ckpt names its best checkpoint under the directory it was trained in
+    (/tmp/fx/runs/...). Resumed here, the run is tested with the copy in its own directory,
+    never the original's; without that copy it stops with one line and is not marked done."""
+    run = _copy_run(tmp_path)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("EpochEndCheckpoint")]
+    assert not state["best_model_path"].startswith(str(tmp_path))
+    results = train.main(["--config", str(experiment_config("SOT-2048")),
+                          *_common(tiny_data_path, tmp_path)])
+    recorded = json.loads((run / "test_metrics.json").read_text())
+    assert recorded["checkpoint"] == "best-lsd-0-2.ckpt" and math.isfinite(results["lsd"])
+
+    other = tmp_path / "other"
+    other.mkdir()
+    run = _copy_run(other)
+    (run / "checkpoints" / "best-lsd-0-2.ckpt").unlink()
+    with pytest.raises(UserError, match=r"best-lsd-0-2\.ckpt: the run's best-validation "
+                                        r"checkpoint is missing"):
+        train.main(["--config", str(experiment_config("SOT-2048")),
+                    *_common(tiny_data_path, other)])
+    assert not (run / "done").exists()
 
 
 def test_an_old_train_config_replays(tiny_data_path: Path, tmp_path: Path) -> None:
