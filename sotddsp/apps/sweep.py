@@ -382,7 +382,6 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
         log.info("done, skipped: %s", " ".join(run.name for run in done))
     if self.config.dry_run:
         _print_plan(self, [run for _, run in todo], done)
-        print(f"# {time_estimate([run for _, run in todo])}")
         return []
     if not (self.config.confirm or names_a_grid(parser.parse_overrides(arguments))):
         print_grid_only(self, overrides, [run for _, run in todo], done)
@@ -488,6 +487,7 @@ def _print_plan(self: BasicSweeper, todo: list[Run], done: list[Run]) -> None:
         f"# runs to launch: {len(todo)}; done, skipped: {len(done)}"
         + (f" ({' '.join(run.name for run in done)})" if done else "")
     )
+    print(f"# {time_estimate(todo)}")
     for run in todo:
         print(shlex.join(run.command(sys.executable)))
     if todo and _is_slurm(self.launcher):

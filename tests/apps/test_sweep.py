@@ -272,6 +272,9 @@ def test_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
         and srun[0].endswith(".submitit/%j")
         and "-m submitit.core._submit" in srun[0]
     )
+    # the estimate heads the plan; the sbatch script is the last thing printed, as submitted
+    assert lines[1].startswith("# estimated time: about ")
+    assert [line for line in lines if line.strip()][-1] == srun[0]
 
     single = _sweep(
         tmp_path,
