@@ -33,8 +33,8 @@ import yaml
 
 from sotddsp.apps.evaluate import config_data_path, data_file, evaluate_checkpoint
 from sotddsp.core.command_line import OneLineArgumentParser, UserError, run_cli_main
+from sotddsp.core.result_tables import SOURCE_OURS
 from sotddsp.core.run_layout import (
-    CONFIG_FILE,
     DONE_MARKER,
     EXPERIMENTS_DIR,
     REPO,
@@ -47,7 +47,7 @@ from sotddsp.model.checkpoints import (
     export_weights,
     reference_checkpoint,
 )
-from sotddsp.model.runs import RunError, discover_runs, read_run
+from sotddsp.model.runs import Run, RunError, discover_runs, read_run
 
 # the paper's budget, 25,000 steps, as the experiments' shared config states it
 PAPER_BUDGET_STEPS = int(yaml.safe_load((EXPERIMENTS_DIR / "base.yaml").read_text())
@@ -92,17 +92,22 @@ class Candidate:
                 self.run_dir.name)
 
 
-def full_budget_runs(root: Path, budget_steps: int) -> list[Path]:
-    """Our finished runs under ``root`` (``<experiment>/<run>``) whose config trains for
-    ``budget_steps`` steps; short-budget studies and unfinished runs are left out."""
+def full_budget_runs(root: Path, budget_steps: int) -> list[Run]:
+    """Our finished runs under ``root`` (``<experiment>/<run>``, as ``read_run`` reads them)
+    whose config trains for ``budget_steps`` steps; short-budget studies, unfinished runs and the
+    authors' runs are left out. A finished run that cannot be read raises UserError."""
     chosen = []
     for run_dir in discover_runs(root):
-        config_path = run_dir / CONFIG_FILE
-        if not (run_dir / DONE_MARKER).exists() or not config_path.is_file():
-            continue
-        config = yaml.safe_load(config_path.read_text())
-        if isinstance(config, dict) and config.get("trainer", {}).get("max_steps") == budget_steps:
-            chosen.append(run_dir)
+        try:
+            run = read_run(run_dir, "best")
+        except RunError as error:
+            if (run_dir / DONE_MARKER).exists():
+                raise UserError(f"{run_dir}: {error}") from None
+            continue  # still training, no best checkpoint yet
+        trainer = run.config.get("trainer")
+        if (run.source == SOURCE_OURS and run.finished and isinstance(trainer, dict)
+                and trainer.get("max_steps") == budget_steps):
+            chosen.append(run)
     return chosen
 
 
@@ -113,11 +118,10 @@ def select_by_validation(root: Path, budget_steps: int) -> list[Candidate]:
     if not runs:
         raise UserError(f"--root {root}: no finished run of {budget_steps:,} steps yet; wait "
                         "for one, or name a run with --run")
-    candidates = []
-    for run_dir in runs:
-        checkpoint = reference_checkpoint(run_dir)
-        candidates.append(Candidate(run_dir, checkpoint,
-                                    split_metrics(run_dir, checkpoint, "val")))
+    candidates = [
+        Candidate(run.run_dir, run.checkpoint, split_metrics(run.run_dir, run.checkpoint, "val"))
+        for run in runs
+    ]
     return sorted(candidates, key=lambda c: c.rank_key)
 
 

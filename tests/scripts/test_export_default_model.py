@@ -101,3 +101,16 @@ def test_no_candidate_and_a_missing_run_end_in_one_line(runs_root: Path, tmp_pat
         export_default_model.main(["--run", str(tmp_path / "nowhere"),
                                    "--out", str(tmp_path / "x.ckpt")])
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_finished_run_without_its_checkpoint_ends_in_one_line(
+        runs_root: Path, tmp_path: Path) -> None:
+    """A finished candidate whose tested checkpoint is gone is an error naming the run, never
+    a silent drop from the choice."""
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_root, copy)
+    broken = run_layout.run_directory(copy, "SOT-2048", SEEDS[0])
+    for checkpoint in (broken / run_layout.CHECKPOINT_DIR).glob("best-*.ckpt"):
+        checkpoint.unlink()
+    with pytest.raises(UserError, match=rf"SOT-2048-{SEEDS[0]}: no checkpoint"):
+        export_default_model.select_by_validation(copy, 2)
