@@ -59,6 +59,15 @@ def project(step_s: float, validation_s: float, processes: int = 1) -> dict[str,
     }
 
 
+def step_seconds(first: float, last: float, steps: int,
+                 validations: list[tuple[float, float]]) -> float:
+    """Seconds a training step: from ``first`` (the start of the first timed step) to ``last``
+    (the end of the last), ``steps`` steps, less the validation passes (start, end) that lie
+    between them (the pass after the last step is not inside)."""
+    inside = sum(end - start for start, end in validations if start >= first and end <= last)
+    return (last - first - inside) / steps
+
+
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """One process: fit ``args.steps`` steps and time steps and validation passes."""
     import torch
@@ -75,12 +84,11 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             self.last = 0.0
             self.steps = 0
             self.validation: list[float] = []
-            self.inside_training = 0.0
+            self.intervals: list[tuple[float, float]] = []  # (start, end) of each pass
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if trainer.current_epoch >= 1 and self.first is None:
                 self.first = time.perf_counter()
-                self.validation_before = sum(self.validation)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self.first is not None:
@@ -92,7 +100,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
         def on_validation_end(self, trainer, pl_module) -> None:
             if not trainer.sanity_checking:
-                self.validation.append(time.perf_counter() - self._start)
+                end = time.perf_counter()
+                self.validation.append(end - self._start)
+                self.intervals.append((self._start, end))
 
     timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +119,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             "--trainer.num_sanity_val_steps", "0",
             "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
             "--trainer.logger.save_dir", str(Path(tmp) / "logs"),
+            *(["--data.init_args.batch_size", str(args.batch_size)] if args.batch_size else []),
         ])
         cli.trainer.callbacks.append(timer)
         cli.datamodule.prepare_data()
@@ -116,8 +127,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     if timer.first is None or timer.steps < 2:
         raise SystemExit("bench_run_time.py: error: too few steps after the first epoch; "
                          f"give --steps > {2 * BATCHES_PER_EPOCH}")
-    validation_inside = sum(timer.validation) - timer.validation_before
-    step_s = (timer.last - timer.first - validation_inside) / (timer.steps - 1)
+    step_s = step_seconds(timer.first, timer.last, timer.steps, timer.intervals)
     return {"step_s": step_s, "validation_s": statistics.median(timer.validation),
             "steps_timed": timer.steps, "validations": len(timer.validation)}
 
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--processes", type=int, default=1,
                         help="copies run at once, as separate processes")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="training batch size (0: the experiment's, the paper's 64); another "
+                             "size is no measurement of a paper run (gpu_check.sh --smoke)")
     parser.add_argument("--data", type=Path,
                         default=REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -149,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
             outputs = [Path(tmp) / f"copy-{i}.json" for i in range(args.processes)]
             base = [sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
                     "--precision", args.precision, "--experiment", args.experiment,
-                    "--threads", str(args.threads), "--data", str(args.data)]
+                    "--threads", str(args.threads), "--data", str(args.data),
+                    "--batch-size", str(args.batch_size)]
             copies = [subprocess.Popen([*base, "--json", str(out)]) for out in outputs]
             if any(copy.wait() != 0 for copy in copies):
                 raise SystemExit("bench_run_time.py: error: a copy failed (see its output above)")
@@ -159,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     projection = project(slowest["step_s"], slowest["validation_s"], args.processes)
     summary = {
         "device": args.device, "precision": args.precision, "experiment": args.experiment,
-        "processes": args.processes, "copies": results,
+        "processes": args.processes, "batch_size": args.batch_size or "the experiment's",
+        "copies": results,
         "steps_per_s_total": sum(1 / r["step_s"] for r in results), **projection,
     }
     print(

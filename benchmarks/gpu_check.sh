@@ -27,11 +27,12 @@ fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 WANDB_MODE=disabled TQDM_DISABLE=1
 
 if [ "${1:-}" = "--smoke" ]; then
-    device=cpu steps=12 copies=2
-    data="$RESULTS/smoke-data.pth"  # 4 batches an epoch: the plumbing only, not a measurement
-    "$PYTHON" synthetic_data.py --n-examples 384 --split-sizes 256 64 64 --out "$data" > /dev/null
+    device=cpu steps=4 copies=2 batch=(--batch-size 16)
+    # 2 batches of 16 an epoch, 2 epochs: the plumbing only, not a measurement
+    data="$RESULTS/smoke-data.pth"
+    "$PYTHON" synthetic_data.py --n-examples 64 --split-sizes 32 16 16 --out "$data" > /dev/null
 else
-    device=cuda steps=300 copies=4
+    device=cuda steps=300 copies=4 batch=()
     data=data/40_1950_4096_04_1_4000_8_1_harmonic.pth
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     "$PYTHON" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
@@ -44,7 +45,7 @@ fi
 echo "== SOT-2048 on $device: fp32, bf16, and $copies copies sharing the device"
 for precision in fp32 bf16; do
     "$PYTHON" benchmarks/bench_run_time.py --device "$device" --precision "$precision" \
-        --steps "$steps" --data "$data" --json "$RESULTS/run-time-$precision.json" 2>/dev/null
+        --steps "$steps" "${batch[@]}" --data "$data" --json "$RESULTS/run-time-$precision.json" 2>/dev/null
 done
 "$PYTHON" benchmarks/bench_run_time.py --device "$device" --precision fp32 --steps "$steps" \
-    --processes "$copies" --data "$data" --json "$RESULTS/run-time-fp32-x$copies.json" 2>/dev/null
+    "${batch[@]}" --processes "$copies" --data "$data" --json "$RESULTS/run-time-fp32-x$copies.json" 2>/dev/null

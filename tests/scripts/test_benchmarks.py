@@ -29,6 +29,14 @@ def test_projection_arithmetic() -> None:
     assert shared["table_h"] == pytest.approx(math.ceil(35 / 4) * shared["run_h"])
 
 
+def test_step_time_counts_every_timed_step_and_only_the_passes_between_them() -> None:
+    """Steps of 2 s from t = 10: four steps, a 5 s pass after the second and one after the
+    last (outside the timed span), and one before the first."""
+    passes = [(4.0, 9.0), (14.0, 19.0), (23.0, 28.0)]
+    assert bench_run_time.step_seconds(10.0, 23.0, 4, passes) == 2.0
+    assert bench_run_time.step_seconds(10.0, 12.0, 1, []) == 2.0
+
+
 def test_gpu_check_smoke_mode_runs_on_the_cpu(tmp_path: Path) -> None:
     """The GPU check's steps on the CPU with a tiny data set: every measurement is written."""
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke"],
