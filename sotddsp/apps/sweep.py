@@ -66,6 +66,7 @@ from sotddsp.core.run_layout import (
     FINGERPRINT_FILE,
     configured_checkpoint_root,
     configured_value,
+    beyond_experiments,
     experiment_config,
     known_experiments,
     run_directory,
@@ -126,10 +127,11 @@ class Run:
     args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        known = known_experiments()
-        if self.experiment not in known:
+        if self.experiment not in known_experiments() + beyond_experiments():
             raise SweepError(
-                f"unknown experiment {self.experiment!r}: choose among {', '.join(known)}"
+                f"unknown experiment {self.experiment!r}: choose among the paper's "
+                f"{', '.join(known_experiments())} or, beyond the paper, "
+                f"{', '.join(beyond_experiments())}"
             )
         if not self.checkpoint_root.is_absolute():
             raise SweepError(f"checkpoint_root must be absolute here, got {self.checkpoint_root}")
@@ -203,7 +205,7 @@ def run_from_config(cfg: DictConfig, cwd: Path) -> Run:
             f"arguments after --), got {args!r}"
         )
     args = tuple(str(a) for a in args)
-    experiment = str(cfg.experiment)
+    experiment = str(cfg.experiment).removeprefix("beyond/")
     if cfg.checkpoint_root is None:
         configs = [experiment_config(experiment),
                    *(cwd / c for c in option_values(args, "--config"))]
@@ -565,7 +567,8 @@ Runs train.py over a grid of experiments x seeds, one run per combination; each 
 resume from their last.ckpt: after a failure, run the same command again.
 
 The grid (hydra's override syntax):
-  experiment=SOT-2048,MSS-Lin   comma-separated values (experiments: {experiments})
+  experiment=SOT-2048,MSS-Lin   comma-separated values (the paper's experiments: {experiments};
+                                beyond the paper, paper-experiments/beyond/: {beyond})
   seed=42,123  seed=range(1,6)  every combination of the values given runs
   (default: the paper's grid, {default_grid})
   Without --yes and without experiment= or seed=, the default grid is printed with its number
@@ -616,6 +619,7 @@ def help_text() -> str:
         program=program,
         indent=" " * len(program),
         experiments=", ".join(known_experiments()),
+        beyond=", ".join(beyond_experiments()),
         default_grid=f"experiment={grid.experiment} seed={grid.seed}",
         launchers="\n".join(lines),
     )

@@ -94,6 +94,7 @@ __all__ = [
     "configured_checkpoint_root",
     "configured_value",
     "experiment_config",
+    "beyond_experiments",
     "known_experiments",
     "run_directory",
     "tested_checkpoint",
@@ -109,6 +110,11 @@ def known_experiments() -> list[str]:
     """The paper's experiments: the YAML files at the top of the configs folder, except
     base.yaml (those of its sub-folders, such as ``beyond/``, are not among them)."""
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p != BASE_CONFIG)
+
+
+def beyond_experiments() -> list[str]:
+    """The experiments outside the paper's seven: the names of ``beyond/<name>.yaml``."""
+    return sorted(p.stem for p in BEYOND_EXPERIMENTS_DIR.glob("*.yaml"))
 
 
 def experiment_config(experiment: str) -> Path:

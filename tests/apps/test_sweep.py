@@ -121,6 +121,23 @@ def test_subset_and_extra_train_arguments(tmp_path: Path) -> None:
     assert _planned(listed) == [_expected_command("SOT-NoCut", 7, root, *odd[:3])]
 
 
+def test_an_experiment_beyond_the_paper_sweeps_by_name_or_by_its_folder(tmp_path: Path) -> None:
+    """paper-experiments/beyond/<name>.yaml: not in the default grid, but sweepable, named as
+    train.py names its runs (``<root>/<name>/<name>-<seed>``), with or without ``beyond/``."""
+    beyond = run_layout.beyond_experiments()
+    assert beyond and not set(beyond) & set(PAPER_EXPERIMENTS)
+    name = beyond[0]
+    assert run_layout.experiment_config(name) == run_layout.BEYOND_EXPERIMENTS_DIR / f"{name}.yaml"
+    root = tmp_path / "ck"
+    for spelling in (name, f"beyond/{name}"):
+        result = _sweep(tmp_path, "--dry-run", f"experiment=SOT-2048,{spelling}", "seed=42",
+                        f"checkpoint_root={root}")
+        assert _planned(result) == [_expected_command("SOT-2048", 42, root),
+                                    _expected_command(name, 42, root)]
+    unknown = _sweep(tmp_path, "--dry-run", "experiment=beyond/SOT-9")
+    assert unknown.returncode == 2 and f"beyond the paper, {name}" in unknown.stderr
+
+
 def test_a_bare_sweep_prints_the_grid_and_starts_nothing(tmp_path: Path) -> None:
     """`python sweep.py` (no --yes, no experiment= or seed=): the paper's grid, its 35 runs and
     a time estimate from the measured step time; exit 0; no run, no multirun directory."""
@@ -176,6 +193,8 @@ def test_help_lists_the_launchers_and_the_grid_syntax() -> None:
     for phrase in ("experiment=SOT-2048,MSS-Lin", "seed=42,123", "--yes", "--dry-run",
                    "args=[", "checkpoint_root=", "-- ARGS"):
         assert phrase in text, phrase
+    for name in run_layout.beyond_experiments():  # the experiments beyond the paper, by name
+        assert name in text.split("beyond the paper, paper-experiments/beyond/:")[1], name
     assert "powered by Hydra" not in text
 
 
@@ -313,7 +332,7 @@ def test_local_parallel_launcher_config_composes(tmp_path: Path) -> None:
     [
         (
             ["experiment=SOT-2048,SOT-9"],
-            "unknown experiment 'SOT-9': choose among MSS-Lin, MSS-LogLin, SOT-2048",
+            "unknown experiment 'SOT-9': choose among the paper's MSS-Lin, MSS-LogLin, SOT-2048",
         ),
         (["seed=abc"], "seed must be an integer"),
         (["--", "--seed_everything", "3"], "args may not contain --seed_everything (set seed=..."),
