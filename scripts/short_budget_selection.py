@@ -123,7 +123,7 @@ def report(selections: Sequence[SeedSelection]) -> str:
     lines = [(f"Seeds whose validation median |error| is <= {limit:g} cents, by the checkpoint "
               "each rule picks (k/n; `last` counts only the runs that recorded it):"), "",
              ("| experiment | n | " + " | ".join(RULES) + " | lowest median \\|error\\| any "
-              "validation reached (cents) |"),
+              "recorded validation reached (cents) |"),
              "|---|--:|" + "--:|" * len(RULES) + "--:|"]
     for experiment in sorted({s.experiment for s in selections}):
         seeds = [s for s in selections if s.experiment == experiment]
