@@ -255,6 +255,18 @@ def describe_os_error(error: OSError) -> str | None:
     return None
 
 
+class _NeverRaised(Exception):
+    """Stands for an exception class whose module was never imported: nothing raised it."""
+
+
+def _raised_class(module: str, name: str) -> type[BaseException]:
+    """``module.name`` if that module is loaded, else a class no error is an instance of. A
+    command that never imported lightning (the data generators) cannot have raised its
+    exceptions, and importing it only to catch them costs seconds at every start."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
 def run_cli_main(
     main: Callable[[], Any], known_errors: tuple[type[BaseException], ...] = ()
 ) -> None:
@@ -265,20 +277,19 @@ def run_cli_main(
     Anything else is a bug and keeps its traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    from jsonargparse import ArgumentError
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     program = Path(sys.argv[0]).name
     try:
         main()
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except SIGTERMException:
+    # an except clause's class is looked up only when an error reaches it (the classes of a
+    # module never imported stand for nothing: _raised_class)
+    except _raised_class("lightning.pytorch.utilities.exceptions", "SIGTERMException"):
         print(f"{program}: terminated (SIGTERM); run the same command again to resume",
               file=sys.stderr)
         sys.exit(EXIT_TERMINATED)
-    except ArgumentError as error:
+    except _raised_class("jsonargparse", "ArgumentError") as error:
         print(f"{program}: error: {condense_argument_error(str(error), sys.argv[1:])}",
               file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
