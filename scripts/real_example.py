@@ -31,7 +31,7 @@ def write_phrase(path: Path, program: int) -> list[tuple[float, float, int]]:
     import mido
 
     ticks_per_beat, tempo = 480, 500_000  # 1 tick = 500000 / 480 us
-    ticks = lambda ms: round(ms * 1000 / (tempo / ticks_per_beat))  # noqa: E731
+    ticks = lambda ms: round(ms * 1000 / (tempo / ticks_per_beat))
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo, time=0),
                             mido.Message("program_change", program=program, time=0)])
     spans, lead = [], 200

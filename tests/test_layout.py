@@ -292,7 +292,7 @@ def _bullets() -> list[tuple[str, str]]:
     """(module path, bullet text) for each ``- `layer/module.py`: ...`` bullet."""
     out = []
     for match in re.finditer(r"^- `(\w+/\w+\.py)`:(.*?)(?=^- |^#|\Z)", design_text(),
-                             flags=re.S | re.M):
+                             flags=re.DOTALL | re.MULTILINE):
         out.append((match.group(1), match.group(2)))
     return out
 
@@ -343,7 +343,7 @@ def test_the_commands_table_matches_the_scripts_and_the_console_scripts() -> Non
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     rows = re.findall(r"^\| `apps/(\w+)\.py`[^|]*\| `python (\w+\.py)` \| `([\w-]+)` \|$",
-                      design_text(), flags=re.M)
+                      design_text(), flags=re.MULTILINE)
     apps = {p.stem for p in (PACKAGE / "apps").glob("*.py") if p.stem != "__init__"}
     assert {app for app, _, _ in rows} == apps
     assert {console for _, _, console in rows} == set(scripts)

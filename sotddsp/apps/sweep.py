@@ -64,9 +64,9 @@ from sotddsp.core.run_layout import (
     EXIT_FAILED,
     EXIT_USER_ERROR,
     FINGERPRINT_FILE,
+    beyond_experiments,
     configured_checkpoint_root,
     configured_value,
-    beyond_experiments,
     experiment_config,
     known_experiments,
     run_directory,
@@ -347,7 +347,7 @@ def _is_slurm(launcher: Any) -> bool:
     return isinstance(launcher, SlurmLauncher)
 
 
-def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:  # noqa: E501
+def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:
     """The sweep of ``hydra_plugins.sot_sweep.SkipDoneSweeper`` (``self``): hydra's basic sweep
     (the cartesian product of the values given), which first drops the runs that are done,
     checks the grid (experiment names, args, distinct run directories), and prints the plan

@@ -11,13 +11,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from matplotlib.figure import Figure
 
-from sotddsp.core.result_tables import (  # noqa: E402
+from sotddsp.core.result_tables import (
     BASELINE_NAME,
     SOURCE_BASELINE,
     SOURCE_ORIGINAL,

@@ -28,7 +28,7 @@ def test_written_files_get_the_mode_of_a_plain_open(tmp_path: Path) -> None:
         atomic_write_text(tmp_path / "group.md", "| b |\n")
     finally:
         os.umask(previous)
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
     assert mode(plain) == 0o644
     for name in ("table.md", "last.ckpt", "data.pth"):
         assert mode(tmp_path / name) == 0o644, name
