@@ -28,20 +28,20 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sotddsp.core.command_line import UserError, run_cli_main
-from sotddsp.core.result_tables import LOCALIZE_MAX_MEDIAN_CENTS
-from sotddsp.core.run_layout import CURVES_FILE, DONE_MARKER, REPO, TEST_METRICS_FILE
+from short_budget import DEFAULT_ROOT
+from short_budget import collect as finished_runs
 
-DEFAULT_ROOT = REPO / "reference-runs" / "short-budget"
+from sotddsp.core.command_line import UserError, run_cli_main
+from sotddsp.core.result_tables import DASH, LOCALIZE_MAX_MEDIAN_CENTS
+from sotddsp.core.run_layout import CURVES_FILE, run_directory
+
 RULES = ("lsd", "loss", "last", "oracle")
-DASH = "–"
 
 
 @dataclass(frozen=True)
@@ -95,20 +95,18 @@ def select(history: Sequence[Validation], lagged: bool) -> dict[str, Validation 
 
 
 def collect(root: Path) -> list[SeedSelection]:
-    """Every finished run under ``root`` (``<experiment>/<experiment>-<seed>/``)."""
+    """Every finished run under ``root`` that has a curves.csv: the runs short_budget.py
+    counts (its ``collect``: experiment, seed and tested step), in its order."""
     found = []
-    for curves in sorted(root.glob(f"*/*/{CURVES_FILE}")):
-        run = curves.parent
-        if not (run / DONE_MARKER).exists():
+    for row in finished_runs(root)[0]:
+        curves = run_directory(root, row["experiment"], row["seed"]) / CURVES_FILE
+        if not curves.is_file():
             continue
         history, lagged = validations(curves)
-        metrics = run / TEST_METRICS_FILE
-        tested = json.loads(metrics.read_text()).get("global_step") if metrics.is_file() else None
-        experiment, _, seed = run.name.rpartition("-")
-        found.append(SeedSelection(experiment, int(seed), lagged,
+        tested = row["steps"]
+        found.append(SeedSelection(row["experiment"], row["seed"], lagged,
                                    None if tested is None else int(tested),
                                    select(history, lagged)))
-    found.sort(key=lambda s: (s.experiment, s.seed))
     return found
 
 

@@ -32,7 +32,10 @@ def _run(root: Path, experiment: str, seed: int, lagged: bool, tested_step: int)
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    (run / "test_metrics.json").write_text(json.dumps({"global_step": tested_step}))
+    # what short_budget.py reads of a finished run: its config's names and its test
+    (run / "train_config.yaml").write_text(f"experiment: {experiment}\nseed_everything: {seed}\n")
+    (run / "test_metrics.json").write_text(json.dumps({"global_step": tested_step,
+                                                       "median_cents_error": 1000.0}))
     (run / "done").touch()
     return run
 
