@@ -127,11 +127,11 @@ class Run:
     args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.experiment not in known_experiments() + beyond_experiments():
+        paper, beyond = known_experiments(), beyond_experiments()
+        if self.experiment not in paper + beyond:
             raise SweepError(
                 f"unknown experiment {self.experiment!r}: choose among the paper's "
-                f"{', '.join(known_experiments())} or, beyond the paper, "
-                f"{', '.join(beyond_experiments())}"
+                f"{', '.join(paper)} or, beyond the paper, {', '.join(beyond)}"
             )
         if not self.checkpoint_root.is_absolute():
             raise SweepError(f"checkpoint_root must be absolute here, got {self.checkpoint_root}")
