@@ -46,7 +46,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,15 +59,16 @@ from sotddsp.core.command_line import (
     one_line,
     positive_int,
 )
-from sotddsp.model.checkpoints import CheckpointError, ConfigError
-from sotddsp.model.loader import (
+from sotddsp.model.shipped import (
+    CheckpointError,
+    ConfigError,
     ModelNotFoundError,
     describe_model,
-    load_model,
-    resolve_device,
     shipped_models,
 )
-from sotddsp.model.pitch import PitchModel, PitchTrack
+
+if TYPE_CHECKING:  # torch and Lightning load only when a model does (--help stays instant)
+    from sotddsp.model.pitch import PitchModel, PitchTrack
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -270,12 +271,14 @@ def _split_model(model: str | None, paths: list[Path]) -> tuple[str, list[Path]]
 
 
 def _load(model: str, device: str) -> PitchModel:
+    from sotddsp.model import loader
+
     try:
-        target = resolve_device(device)
+        target = loader.resolve_device(device)
     except ValueError as err:
         raise UserError(f"--device: {one_line(err)}") from None
     try:
-        return load_model(model, target)
+        return loader.load_model(model, target)
     except ModelNotFoundError as err:
         raise UserError(one_line(err)) from None
     except (CheckpointError, ConfigError) as err:

@@ -45,7 +45,6 @@ from sotddsp.core.run_layout import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     CONFIG_KEY,
-    PACKAGE_DIR,
     REPO,
     TEST_METRICS_FILE,
     best_checkpoints,
@@ -54,6 +53,12 @@ from sotddsp.core.run_layout import (
 )
 from sotddsp.model import original_format
 from sotddsp.model.autoencoder import FRONT_END_LINKS, HarmonicAutoencoder
+from sotddsp.model.shipped import (
+    DEFAULT_PROVENANCE,
+    DEFAULT_WEIGHTS,
+    CheckpointError,
+    ConfigError,
+)
 
 __all__ = [
     "BUILDABLE_PREFIXES",
@@ -81,18 +86,6 @@ log = logging.getLogger("checkpoints")
 # The reference SOT-2048 run trained at the paper's budget, in the repository's reference-runs/
 # (a checkout only): where scripts/export_default_model.py takes the default model from.
 REFERENCE_RUN = REPO / "reference-runs" / "SOT-2048" / "SOT-2048-42"
-# The default model, package data: weights and config, and their provenance.
-DEFAULT_WEIGHTS = PACKAGE_DIR / "weights" / "default.ckpt"
-DEFAULT_PROVENANCE = PACKAGE_DIR / "weights" / "default.json"
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is missing, truncated, unreadable or does not fit its model (one line)."""
-
-
-class ConfigError(Exception):
-    """A checkpoint's config is missing, unreadable or no longer builds a model (one line)."""
-
 
 @dataclass
 class CheckpointContents:

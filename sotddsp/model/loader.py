@@ -6,7 +6,8 @@
     track = model.predict(audio, sample_rate)             # pitch.PitchTrack
 
 A name is one of the models shipped in ``sotddsp/weights/`` (``<name>.ckpt`` with its
-provenance in ``<name>.json``; ``shipped_models()``); anything else is a checkpoint path: one
+provenance in ``<name>.json``; ``shipped_models()``, from shipped.py, which names and describes
+them without torch); anything else is a checkpoint path: one
 train.py wrote (its config embedded, or the run's train_config.yaml two levels up) or one of
 the paper authors' (``original_format``). A shipped name wins over a file of the same name in
 the working directory (write ``./default`` for that file). Loading goes through
@@ -16,14 +17,21 @@ CLI or a Trainer, so nothing is printed, nothing is seeded and the caller's RNG 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from sotddsp.model.checkpoints import DEFAULT_WEIGHTS, CheckpointError, load_checkpoint
+from sotddsp.model.checkpoints import load_checkpoint
 from sotddsp.model.pitch import PitchModel
+from sotddsp.model.shipped import (
+    DEFAULT_MODEL,
+    WEIGHTS_DIR,
+    ModelNotFoundError,
+    describe_model,
+    model_provenance,
+    resolve_model,
+    shipped_models,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -36,67 +44,6 @@ __all__ = [
     "resolve_model",
     "shipped_models",
 ]
-
-WEIGHTS_DIR = DEFAULT_WEIGHTS.parent  # the shipped models: <name>.ckpt and <name>.json
-DEFAULT_MODEL = DEFAULT_WEIGHTS.stem  # "default"
-
-
-class ModelNotFoundError(CheckpointError):
-    """Neither a shipped model's name nor an existing file (one line)."""
-
-
-def shipped_models() -> dict[str, Path]:
-    """{name: checkpoint} of the models shipped in the package (``WEIGHTS_DIR``), by name."""
-    return {path.stem: path for path in sorted(WEIGHTS_DIR.glob("*.ckpt"))}
-
-
-def model_provenance(name: str) -> dict[str, Any]:
-    """A shipped model's provenance (``WEIGHTS_DIR/<name>.json``: run, checkpoint, global_step,
-    val_rpa, test_rpa, ...), or {} when it has none."""
-    path = WEIGHTS_DIR / f"{name}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def describe_model(name: str) -> str:
-    """One line on a shipped model: where it comes from and how it scores, e.g.
-    ``default: reference-runs/SOT-2048/SOT-2048-42, best-lsd-299-13201.ckpt (step 13,201, still
-    training), validation RPA 0.0 %, test RPA 0.0 %``."""
-    record = model_provenance(name)
-    if not record:
-        return f"{name}: no provenance recorded"
-    parts = [str(record.get("run", "unknown run"))]
-    if record.get("checkpoint"):
-        step = record.get("global_step")
-        state = "" if record.get("finished", True) else ", still training"
-        where = f"step {step:,}{state}" if isinstance(step, int) else state.lstrip(", ")
-        parts.append(f"{record['checkpoint']}" + (f" ({where})" if where else ""))
-    for key, label in (("val_rpa", "validation RPA"), ("test_rpa", "test RPA")):
-        if isinstance(record.get(key), int | float):
-            parts.append(f"{label} {100 * record[key]:.1f} %")
-    return f"{name}: " + ", ".join(parts)
-
-
-def resolve_model(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(checkpoint file, provenance) of a shipped model's name or a checkpoint path (provenance
-    {} for a path). Raises ModelNotFoundError (one line) when it is neither."""
-    shipped = shipped_models()
-    if isinstance(name_or_path, str) and name_or_path in shipped:
-        return shipped[name_or_path], model_provenance(name_or_path)
-    path = Path(name_or_path)
-    if path.is_file():
-        return path, {}
-    names = ", ".join(shipped) or "none in this install"
-    if path.is_dir():
-        raise ModelNotFoundError(f"{path}: a directory, not a checkpoint file; give a .ckpt file "
-                                 f"or a shipped model ({names})")
-    raise ModelNotFoundError(
-        f"{name_or_path}: checkpoint not found, and not a shipped model ({names}); give a "
-        "shipped name or the path of a train.py checkpoint"
-    )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

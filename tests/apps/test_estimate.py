@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_a_sine_through_the_api_and_the_command_gives_identical_numbers(
     """A deterministic model whose f0 is the CQT frame's strongest bin: a 440 Hz sine reads
     440 Hz (within the bin spacing's rounding) with confidence 1, through both."""
     model = PitchModel(forced_model(bin=None), "argmax")
-    monkeypatch.setattr(estimate, "load_model", lambda name, device: model)
+    monkeypatch.setattr(loader, "load_model", lambda name, device: model)
     t = np.arange(24000) / RATE
     sf.write(tmp_path / "a4.wav", 0.5 * np.sin(2 * np.pi * 440.0 * t), RATE, subtype="FLOAT")
     estimate.main([str(tmp_path / "a4.wav"), "-e", "csv,npz", "-o", str(tmp_path / "o"), "-q"])
@@ -218,3 +219,29 @@ def test_list_models_names_the_shipped_ones(capsys: pytest.CaptureFixture) -> No
     estimate.main(["--list-models"])
     printed = capsys.readouterr().out
     assert loader.describe_model("default") in printed
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--list-models"], ["missing.wav"],
+                                  ["a.wav", "-e", "mp4"]])
+def test_help_listing_and_bad_arguments_load_no_model(args: list[str]) -> None:
+    """What the tool answers before it needs a model (help, the shipped models, a missing file,
+    a bad option) imports neither torch nor Lightning: an instant answer, not seconds of
+    imports. A subprocess, so that no other test's imports count."""
+    code = (
+        "import sys\n"
+        "from sotddsp.apps import estimate\n"
+        f"sys.argv = ['sotddsp-pitch', *{args!r}]\n"
+        "try:\n"
+        "    estimate.cli()\n"
+        "finally:\n"
+        "    print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    if args[0].startswith("--"):
+        assert done.returncode == 0, done.stderr
+        assert "default:" in done.stdout  # the shipped model, described from its provenance
+    else:
+        assert done.returncode == run_layout.EXIT_USER_ERROR
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
