@@ -3,10 +3,10 @@ jsonargparse's errors does not import them into a command that never used them."
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
+from helpers.entrypoints import run_python
 from jsonargparse import ArgumentError
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -57,8 +57,7 @@ def test_a_command_that_never_imports_lightning_is_not_made_to() -> None:
         "    raise UserError('--x: bad; fix it')\n"
         "run_cli_main(main)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = run_python(code, timeout=120)
     assert done.returncode == EXIT_USER_ERROR, done.stderr
     assert done.stdout.strip() == "[]"
     assert done.stderr == "prog: error: --x: bad; fix it\n"
