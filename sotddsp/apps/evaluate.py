@@ -16,6 +16,10 @@ and median over seeds of LSD, RPA, RCA and -OD, plus a pYIN baseline row), ``ski
 ``rpa_per_seed.png``, and ``cache/*.json``: one record per evaluated checkpoint, keyed by the
 sha256 of the checkpoint, the data file, the run's config and the evaluation code, written
 atomically, so a rerun (also after a kill) evaluates only what changed.
+
+A run still training is evaluated at its best checkpoint so far, and a note names it; with
+``--finished-only`` it is left out of the table instead (a note names it), so that a mean over
+seeds never mixes a few-hundred-step run with finished ones.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,7 +86,7 @@ from sotddsp.model.checkpoints import (
 )
 from sotddsp.model.cli import check_compatible
 from sotddsp.model.plotting import figure_png, rpa_per_seed_figure
-from sotddsp.model.runs import Run, RunError, discover_runs, read_run
+from sotddsp.model.runs import Run, RunError, discover_runs, read_run, run_finished
 
 __all__ = [
     "RunError",
@@ -213,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test batch size (default: each run's config)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="leave out the pYIN baseline row")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="evaluate only the runs whose training finished (the `done` "
+                             "marker; the authors' released runs count as finished); the "
+                             "others are named in a note, not evaluated. Default: every run, "
+                             "an unfinished one at its best checkpoint so far")
     return parser
 
 
@@ -262,6 +271,7 @@ class Evaluation:
     data_files: list[Path]
     from_cache: int  # runs whose metrics came from the cache
     evaluated: int  # runs evaluated by this invocation
+    left_out: list[str] = field(default_factory=list)  # unfinished, --finished-only
 
 
 def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
@@ -293,9 +303,13 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
         skipped.append(Skipped(str(path), reason))
         tqdm.write(f"eval_paper: skipped {path}: {reason}", file=sys.stderr)
 
+    left_out: list[str] = []
     progress = tqdm(run_dirs, desc="evaluating runs", unit="run", file=sys.stderr)
     for run_dir in progress:
         progress.set_postfix_str(f"{run_dir.parent.name}/{run_dir.name}")
+        if args.finished_only and not run_finished(run_dir):
+            left_out.append(f"{run_dir.parent.name}/{run_dir.name}")
+            continue
         try:
             run = read_run(run_dir, args.checkpoint)
             data_path = data_file(args.data if explicit_data else config_data_path(run),
@@ -348,7 +362,7 @@ def evaluate_all(args: argparse.Namespace, out: Path) -> Evaluation:
                          "source": SOURCE_BASELINE, "finished": True, "epoch": None,
                          "global_step": None, "data": str(data_path),
                          "families": record.get("families"), **record["metrics"]})
-    return Evaluation(rows, skipped, data_files, from_cache, evaluated)
+    return Evaluation(rows, skipped, data_files, from_cache, evaluated, left_out)
 
 
 def table_notes(evaluation: Evaluation) -> list[str]:
@@ -384,6 +398,9 @@ def table_notes(evaluation: Evaluation) -> list[str]:
     unfinished = [f"{r['experiment']}/{r['run']}" for r in rows if r["finished"] is False]
     if unfinished:
         notes.append("Training not finished (no `done` marker) for: " + ", ".join(unfinished) + ".")
+    if evaluation.left_out:
+        notes.append("Left out, training not finished (--finished-only): "
+                     + ", ".join(evaluation.left_out) + ".")
     return notes
 
 

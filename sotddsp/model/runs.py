@@ -27,7 +27,7 @@ from sotddsp.core.run_layout import (
 )
 from sotddsp.model import original_format
 
-__all__ = ["Run", "RunError", "discover_runs", "read_run", "select_checkpoint"]
+__all__ = ["Run", "RunError", "discover_runs", "read_run", "run_finished", "select_checkpoint"]
 
 
 class RunError(Exception):
@@ -104,6 +104,18 @@ def select_checkpoint(run_dir: Path, which: Literal["best", "last"], source: str
     return candidates[0]
 
 
+def run_finished(run_dir: Path) -> bool:
+    """Whether a run's training finished: ours when it has the ``done`` marker, the authors'
+    released runs always (they ship finished). A run without a readable config is not."""
+    if (run_dir / DONE_MARKER).exists():
+        return True
+    try:
+        config = _read_yaml(run_dir / CONFIG_FILE)
+    except RunError:
+        return False
+    return original_format.is_original_config(config)
+
+
 def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:
     """Read a run's config, tell its format (ours / the authors') and pick its checkpoint.
 
@@ -125,7 +137,7 @@ def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:
         experiment = str(config.get("experiment") or run_dir.parent.name)
     seed = config.get("seed_everything")
     checkpoint = select_checkpoint(run_dir, which, source)
-    finished = source == SOURCE_ORIGINAL or (run_dir / DONE_MARKER).exists()
+    finished = run_finished(run_dir)
     return Run(
         run_dir=run_dir, experiment=experiment, name=run_dir.name, source=source,
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,

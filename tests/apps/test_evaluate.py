@@ -144,6 +144,42 @@ def test_rerun_reads_everything_from_the_cache(
     assert (evaluated / "runs.csv").read_text() == before
 
 
+def test_finished_only_leaves_out_the_runs_still_training(
+    evaluated: Path, trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--finished-only: a run without its ``done`` marker is not evaluated and not in the
+    table (n drops by one), a note names it; the finished runs' rows are the default's, read
+    from the cache. Without the flag the same run is in the table, marked unfinished."""
+    root = tmp_path / "runs"
+    shutil.copytree(trained_root, root)
+    (run_dir(root, "SOT-2048", 2) / run_layout.DONE_MARKER).unlink()
+    out = tmp_path / "results"
+    shutil.copytree(evaluated / "cache", out / "cache")
+    monkeypatch.setattr(eval_paper, "evaluate_checkpoint", lambda *a, **k: pytest.fail(
+        "evaluated again: the copied runs' checkpoints, data and configs are unchanged"))
+    evaluation = eval_paper.main(["--root", str(root), "--out", str(out), "--device", "cpu",
+                                  "--finished-only", "--no-baseline"])
+    assert evaluation.left_out == ["SOT-2048/SOT-2048-2"]
+    assert sorted(r["run"] for r in evaluation.rows) == ["MSS-Lin-1", "SOT-2048-1"]
+    table = read_csv(out / "table.csv")
+    assert [(r["label"], r["n"]) for r in table] == [("MSS-Lin", "1"), ("SOT-2048", "1")]
+    default_rows = {r["run"]: r for r in read_csv(evaluated / "runs.csv")}
+    for row in read_csv(out / "runs.csv"):
+        assert row["rpa"] == default_rows[row["run"]]["rpa"]
+        assert row["lsd"] == default_rows[row["run"]]["lsd"]
+    markdown = (out / "table.md").read_text()
+    assert ("Left out, training not finished (--finished-only): SOT-2048/SOT-2048-2."
+            in markdown)
+
+    everything = eval_paper.main(["--root", str(root), "--out", str(out), "--device", "cpu",
+                                  "--no-baseline"])
+    assert everything.left_out == []
+    assert [(r["label"], r["n"]) for r in read_csv(out / "table.csv")] == [
+        ("MSS-Lin", "1"), ("SOT-2048", "2")]
+    assert ("Training not finished (no `done` marker) for: SOT-2048/SOT-2048-2."
+            in (out / "table.md").read_text())
+
+
 def _run_records(cache: Path) -> list[Path]:
     return sorted(p for p in cache.glob("*.json") if "checkpoint_sha256" in p.read_text())
 
