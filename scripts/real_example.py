@@ -4,9 +4,9 @@
 
 Renders a legato phrase (C5 D5 E5 G5 E5 D5 C5, 0.4 s a note) of one General MIDI program
 (default 73, flute; 40 is violin) with FluidSynth, as real_data.py renders its notes, and runs
-``estimate.py`` on it (the reference SOT-2048 model unless ``--checkpoint``): the f0 track over
-the spectrogram, copied to ``--out``, and the f0 CSV and resynthesis beside it under
-``outputs/real_example/``. Prints each note's median estimated f0 against its equal-tempered f0.
+``estimate.py`` on it (the default model, ``sotddsp/weights/default.ckpt``, unless
+``--checkpoint``): the f0 track over the spectrogram, copied to ``--out``, and the f0 CSV and
+resynthesis beside it under ``outputs/real_example/``. Prints each note's median estimated f0 against its equal-tempered f0.
 """
 
 from __future__ import annotations
