@@ -1,9 +1,10 @@
 """`make demo`: the evidence on the paper's claim, on CPU, and what a short run can and cannot
 show.
 
-1. the reference table: the runs at the paper's budget shipped in reference-runs/, evaluated
-   from their checkpoints on the held-out test split (eval_paper.py, without the slower pYIN
-   row): mean (std), median and n over seeds, and each run's step while it still trains;
+1. the reference table: the finished runs at the paper's budget shipped in reference-runs/,
+   evaluated from their checkpoints on the held-out test split (eval_paper.py --finished-only,
+   without the slower pYIN row): mean (std), median and n over seeds, each run's step, and a
+   note naming the runs still training;
 2. the shipped short-budget distribution: the share of seeds that localize f0 per experiment,
    with its 95 % Wilson interval (reference-runs/short-budget/summary.md, scripts/short_budget.py);
 3. a live short-budget run of seed 0 of SOT-2048 and of MSS-Lin (the cpu-quick preset: lr 1e-3,
@@ -48,8 +49,8 @@ DATA = REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
 WHAT_EACH_SHOWS = """\
 What each part can show, and what it cannot:
 - the reference table is the paper's budget (25,000 steps at batch 64, lr 1e-4); n is the
-  number of seeds per experiment so far, and a run still training is shown at its best
-  checkpoint so far (the notes give its step). Whether SOT finds f0 where MSS does not, at the
+  number of finished seeds per experiment so far (the runs still training are named in a note,
+  not tabled). Whether SOT finds f0 where MSS does not, at the
   paper's budget, is a claim about these rows once several seeds have finished.
 - the short-budget distribution (640 steps at lr 1e-3) is about many seeds of a cheap recipe:
   the share that localize f0 (median |error| <= 100 cents, a rule fixed before any result).
@@ -68,7 +69,7 @@ def reference_table(out: Path) -> bool:
         print("this checkout holds no reference run with a best checkpoint yet")
         return False
     eval_paper.main(["--root", str(REFERENCE_ROOT), "--out", str(out / "reference"),
-                     "--device", "cpu", "--no-baseline"])
+                     "--device", "cpu", "--no-baseline", "--finished-only"])
     return True
 
 

@@ -414,6 +414,12 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     evaluation = evaluate_all(args, out)
 
     rows = evaluation.rows
+    if not any(r["source"] != SOURCE_BASELINE for r in rows) and evaluation.left_out \
+            and not evaluation.skipped:
+        raise UserError(
+            f"no run under {args.root} has finished training ({len(evaluation.left_out)} still "
+            f"training: {', '.join(evaluation.left_out[:3])}); drop --finished-only to table "
+            "them at their best checkpoints so far")
     if not any(r["source"] != SOURCE_BASELINE for r in rows):
         # nothing is written: earlier results in --out stay as they were
         first = evaluation.skipped[0] if evaluation.skipped else None

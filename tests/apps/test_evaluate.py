@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from helpers.entrypoints import run_entry_point
+from helpers.entrypoints import run_entry_point, tree_digest
 
 from sotddsp.apps import evaluate as eval_paper
 from sotddsp.apps import train
 from sotddsp.core import result_tables, run_layout
-from sotddsp.core.command_line import run_cli_main
+from sotddsp.core.command_line import UserError, run_cli_main
 from sotddsp.data.datamodule import PreloadedSinusoidDataModule
 from sotddsp.dsp import metrics
 from sotddsp.model import checkpoints
@@ -178,6 +178,15 @@ def test_finished_only_leaves_out_the_runs_still_training(
         ("MSS-Lin", "1"), ("SOT-2048", "2")]
     assert ("Training not finished (no `done` marker) for: SOT-2048/SOT-2048-2."
             in (out / "table.md").read_text())
+
+    for marker in root.glob(f"*/*/{run_layout.DONE_MARKER}"):
+        marker.unlink()  # nothing finished: one line that says so, and nothing rewritten
+    before = tree_digest(out)
+    with pytest.raises(UserError, match=r"no run under .* has finished training \(3 still "
+                       r"training: .*\); drop --finished-only"):
+        eval_paper.main(["--root", str(root), "--out", str(out), "--device", "cpu",
+                         "--finished-only", "--no-baseline"])
+    assert tree_digest(out) == before
 
 
 def _run_records(cache: Path) -> list[Path]:
