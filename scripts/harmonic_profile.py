@@ -3,7 +3,7 @@ and the harmonic amplitudes it puts out, averaged over examples.
 
     python scripts/harmonic_profile.py [CHECKPOINT] [--data data/40_1950_...pth]
 
-Without CHECKPOINT: the reference SOT-2048 model (checkpoints.load_checkpoint()). Prints, as
+Without CHECKPOINT: the default model (``checkpoints.load_checkpoint()``, sotddsp/weights/). Prints, as
 Markdown: the histogram of the per-example ratio true f0 / predicted f0 (median over frames,
 rounded to the nearest integer), the mean amplitude profile (each example's 20 amplitudes,
 averaged over frames and divided by their largest, then averaged over examples), and how alike
