@@ -20,7 +20,8 @@ import numpy as np
 
 from sotddsp.apps import estimate
 from sotddsp.core.command_line import run_cli_main
-from sotddsp.data.real import SOUNDFONT, ensure_renderer, midi_note_to_hz, render_midi
+from sotddsp.apps.real_data import ensure_renderer
+from sotddsp.data.real import SOUNDFONT, midi_note_to_hz, render_midi
 
 PHRASE = (72, 74, 76, 79, 76, 74, 72)
 NOTE_MS = 400
@@ -49,6 +50,23 @@ def write_phrase(path: Path, program: int) -> list[tuple[float, float, int]]:
     return spans
 
 
+def note_errors(
+    time_s: np.ndarray, f0_hz: np.ndarray, spans: list[tuple[float, float, int]]
+) -> list[tuple[int, float, float, float]]:
+    """Per note of ``spans`` (start s, end s, MIDI note): (MIDI note, its equal-tempered f0 in Hz,
+    the median of ``f0_hz`` over the frames of ``time_s`` (s) at least 50 ms inside the note, the
+    error 1200 log2(median / true) in cents)."""
+    rows = []
+    for start, end, note in spans:
+        inside = (time_s >= start + 0.05) & (time_s < end - 0.05)
+        if not inside.any():
+            raise ValueError(f"no frame lies inside MIDI note {note} ({start:.3f}-{end:.3f} s)")
+        f0 = float(np.median(f0_hz[inside]))
+        true = midi_note_to_hz(note)
+        rows.append((note, true, f0, 1200 * float(np.log2(f0 / true))))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -71,12 +89,8 @@ def main(argv: list[str] | None = None) -> Path:
     result = estimate.main([*model_args, str(wav), "-o", str(outputs), "-e", "csv,png,wav"])
     written = result["files"][0]["outputs"]
     track = np.loadtxt(written["csv"], delimiter=",", skiprows=1)  # time, frequency, ...
-    for start, end, note in spans:
-        inside = (track[:, 0] >= start + 0.05) & (track[:, 0] < end - 0.05)
-        f0 = float(np.median(track[inside, 1]))
-        true = midi_note_to_hz(note)
-        print(f"MIDI {note}: {true:7.1f} Hz true, {f0:7.1f} Hz estimated "
-              f"({1200 * np.log2(f0 / true):+.0f} cents)")
+    for note, true, f0, cents in note_errors(track[:, 0], track[:, 1], spans):
+        print(f"MIDI {note}: {true:7.1f} Hz true, {f0:7.1f} Hz estimated ({cents:+.0f} cents)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(written["png"], args.out)
     print(f"wrote {args.out}")
