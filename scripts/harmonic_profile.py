@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
             predictions.append(out["f0_hz"])
             amplitudes.append(out["amplitudes"])
     summary = profile(torch.cat(truths), torch.cat(predictions), torch.cat(amplitudes))
-    name = args.checkpoint.name if args.checkpoint else "the reference SOT-2048 model"
+    name = args.checkpoint.name if args.checkpoint else "the default model"
     print(markdown(summary, f"{name} on the test split of {args.data}"))
     return summary
 
