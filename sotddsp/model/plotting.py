@@ -4,6 +4,7 @@ seeds (one strip per experiment)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,7 +128,7 @@ def curves_figure(runs: dict[str, list[dict]], title: str = "") -> Figure:
         if len(runs) > 1 and axis.get_lines():
             axis.legend(fontsize=8)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(textwrap.fill(title, width=110))  # a long title wraps instead of clipping
     figure.tight_layout()
     return figure
 
