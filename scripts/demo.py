@@ -4,7 +4,7 @@ show.
 1. the reference table: the finished runs at the paper's budget shipped in reference-runs/,
    evaluated from their checkpoints on the held-out test split (eval_paper.py --finished-only,
    without the slower pYIN row): mean (std), median and n over seeds, each run's step, and a
-   note naming the runs still training;
+   note naming the runs still training, and a table of those runs' latest validation;
 2. the shipped short-budget distribution: the share of seeds that localize f0 per experiment,
    with its 95 % Wilson interval (reference-runs/short-budget/summary.md, scripts/short_budget.py);
 3. a live short-budget run of seed 0 of SOT-2048 and of MSS-Lin (the cpu-quick preset: lr 1e-3,
@@ -40,6 +40,7 @@ from sotddsp.core.run_layout import (
 from sotddsp.data.datamodule import PreloadedSinusoidDataModule
 from sotddsp.model.checkpoints import load_checkpoint
 from sotddsp.model.plotting import figure_png, models_f0_figure
+from sotddsp.model.runs import discover_runs, latest_validation, run_finished
 
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
 REFERENCE_ROOT = REPO / "reference-runs"
@@ -70,7 +71,35 @@ def reference_table(out: Path) -> bool:
         return False
     eval_paper.main(["--root", str(REFERENCE_ROOT), "--out", str(out / "reference"),
                      "--device", "cpu", "--no-baseline", "--finished-only"])
+    progress = still_training(REFERENCE_ROOT)
+    if progress:
+        print("\nThe runs still training, at their latest validation (validation split, from "
+              "curves.csv; not tested yet):\n\n" + progress)
     return True
+
+
+def still_training(root: Path) -> str:
+    """A Markdown table of the runs under ``root`` whose training has not finished: each run's
+    last step and its latest validation (800 examples; from curves.csv, not a test result).
+    '' when every run has finished."""
+    lines = []
+    for run_dir in discover_runs(root):
+        if run_finished(run_dir):
+            continue
+        progress = latest_validation(run_dir)
+        if progress is None:
+            lines.append(f"| {run_dir.parent.name}/{run_dir.name} | – | – | – | – |")
+            continue
+        step, val = progress
+        cents = val.get("median_cents_error", float("nan"))
+        rpa = 100 * val.get("rpa", float("nan"))
+        lines.append(f"| {run_dir.parent.name}/{run_dir.name} | {step:,} | {int(val['step']):,} "
+                     f"| {cents:.0f} | {rpa:.1f} |")
+    if not lines:
+        return ""
+    header = ("| run still training | step | last validation at step "
+              "| its median \\|error\\| (cents) | its RPA (%) |")
+    return "\n".join([header, "|---|--:|--:|--:|--:|", *lines])
 
 
 def shipped_summary() -> list[dict[str, str]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from sotddsp.apps import estimate
-from sotddsp.core.command_line import run_cli_main
 from sotddsp.apps.real_data import ensure_renderer
+from sotddsp.core.command_line import run_cli_main
 from sotddsp.data.real import SOUNDFONT, midi_note_to_hz, render_midi
 
 PHRASE = (72, 74, 76, 79, 76, 74, 72)

@@ -8,6 +8,7 @@ laid out the same way, their configs are told apart and checked by original_form
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    CURVES_FILE,
     DONE_MARKER,
     LAST_CHECKPOINT,
     best_checkpoints,
@@ -27,7 +29,8 @@ from sotddsp.core.run_layout import (
 )
 from sotddsp.model import original_format
 
-__all__ = ["Run", "RunError", "discover_runs", "read_run", "run_finished", "select_checkpoint"]
+__all__ = ["Run", "RunError", "discover_runs", "latest_validation", "read_run", "run_finished",
+           "select_checkpoint"]
 
 
 class RunError(Exception):
@@ -114,6 +117,30 @@ def run_finished(run_dir: Path) -> bool:
     except RunError:
         return False
     return original_format.is_original_config(config)
+
+
+def latest_validation(run_dir: Path) -> tuple[int, dict[str, float]] | None:
+    """The run's last training step and its latest validation, from ``<run>/curves.csv``
+    (MetricsHistory's rows): (last step of any row, {metric without the ``val/`` prefix: value}
+    of the last ``val`` row, with ``step`` its step). None when the file is missing or
+    unreadable, or holds no validation row yet."""
+    try:
+        with open(run_dir / CURVES_FILE, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    validations = [row for row in rows if row.get("split") == "val"]
+    if not validations:
+        return None
+    try:
+        last_step = max(int(row["step"]) for row in rows)
+        latest = {key.removeprefix("val/"): float(value)
+                  for key, value in validations[-1].items()
+                  if key.startswith("val/") and value not in ("", None)}
+        latest["step"] = float(validations[-1]["step"])
+    except (KeyError, ValueError):
+        return None
+    return last_step, latest
 
 
 def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:

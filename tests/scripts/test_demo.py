@@ -12,7 +12,14 @@ import demo
 import pytest
 import short_budget
 
-from sotddsp.core.run_layout import TEST_METRICS_FILE, run_directory
+from sotddsp.core.run_layout import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    DONE_MARKER,
+    TEST_METRICS_FILE,
+    run_directory,
+)
+from sotddsp.model.callbacks import MetricsHistory
 
 
 def shipped_rows() -> list[dict[str, str]]:
@@ -61,3 +68,31 @@ def test_live_seeds_are_matched_to_the_shipped_seed_of_the_same_experiment(
                         "AVX2, 1 thread(s)", "not recorded"]  # no shipped run directory
     assert cells[2] == ["SOT-2048", "5", "80", "–", "384", "–", "yes", "–",
                         "AVX2, 1 thread(s)", "–"]
+
+
+def test_still_training_tables_only_the_unfinished_runs(tmp_path: Path) -> None:
+    """A finished run (``done``) is left out; an unfinished one shows its last step and its
+    latest validation; one without a validation yet shows dashes."""
+    for experiment, seed, rows, done in (
+        ("SOT-2048", 1, [{"step": 220, "epoch": 4, "split": "val", "val/rpa": 0.684,
+                          "val/median_cents_error": 3.2},
+                         {"step": 240, "epoch": 5, "split": "train", "train/loss": 0.02}], False),
+        ("SOT-2048", 2, [{"step": 220, "epoch": 4, "split": "val", "val/rpa": 0.0,
+                          "val/median_cents_error": 3190.0}], True),
+        ("MSS-Lin", 1, [{"step": 20, "epoch": 0, "split": "train", "train/loss": 0.4}], False),
+    ):
+        run = run_directory(tmp_path, experiment, seed)
+        run.mkdir(parents=True)
+        (run / CONFIG_FILE).write_text(f"seed_everything: {seed}\n")
+        history = MetricsHistory(run / CURVES_FILE)
+        history.rows = rows
+        history.write()
+        if done:
+            (run / DONE_MARKER).touch()
+    lines = demo.still_training(tmp_path).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells == [["MSS-Lin/MSS-Lin-1", "–", "–", "–", "–"],
+                     ["SOT-2048/SOT-2048-1", "240", "220", "3", "68.4"]]
+    for run in tmp_path.glob("*/*"):
+        (run / DONE_MARKER).touch()
+    assert demo.still_training(tmp_path) == ""
