@@ -50,9 +50,10 @@ DATA = REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
 WHAT_EACH_SHOWS = """\
 What each part can show, and what it cannot:
 - the reference table is the paper's budget (25,000 steps at batch 64, lr 1e-4); n is the
-  number of finished seeds per experiment so far (the runs still training are named in a note,
-  not tabled). Whether SOT finds f0 where MSS does not, at the
-  paper's budget, is a claim about these rows once several seeds have finished.
+  number of finished seeds per experiment so far. The runs still training are listed below it
+  with their latest validation: where a run stands, not a test result, and it can still move.
+  Whether SOT finds f0 where MSS does not, at the paper's budget, is a claim about these rows
+  once several seeds have finished.
 - the short-budget distribution (640 steps at lr 1e-3) is about many seeds of a cheap recipe:
   the share that localize f0 (median |error| <= 100 cents, a rule fixed before any result).
   It says how often a short run finds f0, not what the paper's budget does.
