@@ -69,6 +69,7 @@ from sotddsp.core.run_layout import (
     configured_value,
     experiment_config,
     known_experiments,
+    recorded_step,
     run_directory,
 )
 
@@ -440,17 +441,26 @@ def names_a_grid(overrides: Sequence[Any]) -> bool:
 
 
 def time_estimate(runs: Sequence[Run]) -> str:
-    """The time of ``runs`` one after another, from their step budgets at the step time measured
-    at the paper's settings on the development CPU (``MEASURED_SECONDS_PER_STEP``)."""
-    steps = [run.max_steps for run in runs]
-    hours = sum(s for s in steps if s is not None) * MEASURED_SECONDS_PER_STEP / 3600
+    """The time of ``runs`` one after another, from the steps each has left (its step budget
+    less the steps its curves.csv records: a run that resumes has come that far) at the step
+    time measured at the paper's settings on the development CPU (``MEASURED_SECONDS_PER_STEP``)."""
+    budgets = [run.max_steps for run in runs]
+    done = [recorded_step(run.run_dir) if budget is not None else 0
+            for run, budget in zip(runs, budgets, strict=True)]
+    left = [max(budget - steps, 0) for budget, steps in zip(budgets, done, strict=True)
+            if budget is not None]
+    hours = sum(left) * MEASURED_SECONDS_PER_STEP / 3600
     amount = f"{hours:.0f} h" if hours >= 10 else f"{hours:.1f} h" if hours >= 1 else \
         f"{hours * 60:.0f} min"
-    unknown = sum(s is None for s in steps)
+    unknown = sum(s is None for s in budgets)
+    resumed = sum(1 for steps in done if steps > 0)
     return (
         f"estimated time: about {amount} one after another"
         + (f" plus {unknown} runs of unknown budget" if unknown else "")
-        + f" ({sum(s or 0 for s in steps):,} steps at {MEASURED_SECONDS_PER_STEP:.2f} s a step, "
+        + f" ({sum(left):,} steps"
+        + (f" left; {resumed} run(s) resume, {sum(done):,} steps already trained"
+           if resumed else "")
+        + f", at {MEASURED_SECONDS_PER_STEP:.2f} s a step, "
         "measured at the paper's settings on the 2-core development CPU, docs/RESULTS.md; an "
         "estimate: other batch sizes, machines and parallel launchers differ)"
     )

@@ -17,6 +17,7 @@ reads it at every hydra start).
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib.resources
 import json
 from collections.abc import Sequence
@@ -96,6 +97,8 @@ __all__ = [
     "configured_value",
     "experiment_config",
     "known_experiments",
+    "read_curves",
+    "recorded_step",
     "run_directory",
     "tested_checkpoint",
 ]
@@ -191,3 +194,23 @@ def tested_checkpoint(run_dir: str | Path) -> str | None:
         name = json.loads((Path(run_dir) / TEST_METRICS_FILE).read_text()).get("checkpoint")
         return name if isinstance(name, str) else None
     return None
+
+
+def read_curves(run_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of the run's ``curves.csv`` (MetricsHistory: step, epoch, split, then the
+    metrics, as strings; '' where a row has no value), or [] when the file is missing or
+    unreadable."""
+    with contextlib.suppress(OSError, UnicodeDecodeError, csv.Error), \
+            open(Path(run_dir) / CURVES_FILE, newline="") as handle:
+        return list(csv.DictReader(handle))
+    return []
+
+
+def recorded_step(run_dir: str | Path) -> int:
+    """The last training step the run recorded in its ``curves.csv`` (0 when it has none): how
+    far a run that resumes from its last.ckpt has come, within one epoch."""
+    steps = []
+    for row in read_curves(run_dir):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            steps.append(int(row["step"]))
+    return max(steps, default=0)

@@ -8,7 +8,6 @@ laid out the same way, their configs are told apart and checked by original_form
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +20,10 @@ from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
     CONFIG_FILE,
-    CURVES_FILE,
     DONE_MARKER,
     LAST_CHECKPOINT,
     best_checkpoints,
+    read_curves,
     tested_checkpoint,
 )
 from sotddsp.model import original_format
@@ -124,11 +123,7 @@ def latest_validation(run_dir: Path) -> tuple[int, dict[str, float]] | None:
     (MetricsHistory's rows): (last step of any row, {metric without the ``val/`` prefix: value}
     of the last ``val`` row, with ``step`` its step). None when the file is missing or
     unreadable, or holds no validation row yet."""
-    try:
-        with open(run_dir / CURVES_FILE, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
+    rows = read_curves(run_dir)
     validations = [row for row in rows if row.get("split") == "val"]
     if not validations:
         return None

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from sotddsp.apps import sweep
 from sotddsp.core import run_layout
+from sotddsp.model.callbacks import MetricsHistory
 
 PAPER_EXPERIMENTS = [
     "MSS-Lin",
@@ -497,3 +498,23 @@ def test_failed_runs_are_listed_and_the_sweep_exits_1(
         "FAILED  SOT-2048-2  SOT-2048-2: train.py exited",
     ]
     assert err.startswith("sweep.py: error: 1 of 2 runs failed")
+
+
+def test_the_time_estimate_counts_only_the_steps_a_resumed_run_has_left(tmp_path: Path) -> None:
+    """Two paper runs, one of which recorded step 10,000 in its curves.csv (MetricsHistory's
+    file): 25,000 + 15,000 steps are left; a run past its budget adds nothing."""
+    fresh, resumed, over = (sweep.Run("SOT-2048", seed, tmp_path) for seed in (1, 2, 3))
+    for run, step in ((resumed, 10_000), (over, 30_000)):
+        history = MetricsHistory(run.run_dir / run_layout.CURVES_FILE)
+        history.rows = [{"step": 20, "epoch": 0, "split": "train", "train/loss": 1.0},
+                        {"step": step, "epoch": 9, "split": "train", "train/loss": 0.5}]
+        run.run_dir.mkdir(parents=True)
+        history.write()
+    assert run_layout.recorded_step(resumed.run_dir) == 10_000
+    assert run_layout.recorded_step(fresh.run_dir) == 0
+    estimate = sweep.time_estimate([fresh, resumed, over])
+    hours = 40_000 * sweep.MEASURED_SECONDS_PER_STEP / 3600  # under 10 h: one decimal
+    assert estimate.startswith(f"estimated time: about {hours:.1f} h one after another "
+                               "(40,000 steps left; 2 run(s) resume, 40,000 steps already "
+                               "trained, at ")
+    assert "resume" not in sweep.time_estimate([fresh])
