@@ -35,6 +35,7 @@ from sotddsp.core.run_layout import (
     REPO,
     TEST_METRICS_FILE,
     best_checkpoints,
+    recorded_step,
     run_directory,
 )
 from sotddsp.data.datamodule import PreloadedSinusoidDataModule
@@ -87,11 +88,11 @@ def still_training(root: Path) -> str:
     for run_dir in discover_runs(root):
         if run_finished(run_dir):
             continue
-        progress = latest_validation(run_dir)
-        if progress is None:
+        val = latest_validation(run_dir)
+        if val is None:
             lines.append(f"| {run_dir.parent.name}/{run_dir.name} | – | – | – | – |")
             continue
-        step, val = progress
+        step = recorded_step(run_dir)
         cents = val.get("median_cents_error", float("nan"))
         rpa = 100 * val.get("rpa", float("nan"))
         lines.append(f"| {run_dir.parent.name}/{run_dir.name} | {step:,} | {int(val['step']):,} "

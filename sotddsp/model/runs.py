@@ -118,24 +118,22 @@ def run_finished(run_dir: Path) -> bool:
     return original_format.is_original_config(config)
 
 
-def latest_validation(run_dir: Path) -> tuple[int, dict[str, float]] | None:
-    """The run's last training step and its latest validation, from ``<run>/curves.csv``
-    (MetricsHistory's rows): (last step of any row, {metric without the ``val/`` prefix: value}
-    of the last ``val`` row, with ``step`` its step). None when the file is missing or
-    unreadable, or holds no validation row yet."""
-    rows = read_curves(run_dir)
-    validations = [row for row in rows if row.get("split") == "val"]
+def latest_validation(run_dir: Path) -> dict[str, float] | None:
+    """The run's latest validation, from ``<run>/curves.csv`` (MetricsHistory's rows): {metric
+    without the ``val/`` prefix: value} of the last ``val`` row, with ``step`` its step. None
+    when the file is missing or unreadable, or holds no validation row yet. How far training
+    itself has come: ``run_layout.recorded_step``."""
+    validations = [row for row in read_curves(run_dir) if row.get("split") == "val"]
     if not validations:
         return None
     try:
-        last_step = max(int(row["step"]) for row in rows)
         latest = {key.removeprefix("val/"): float(value)
                   for key, value in validations[-1].items()
                   if key.startswith("val/") and value not in ("", None)}
         latest["step"] = float(validations[-1]["step"])
     except (KeyError, ValueError):
         return None
-    return last_step, latest
+    return latest
 
 
 def read_run(run_dir: Path, which: Literal["best", "last"]) -> Run:

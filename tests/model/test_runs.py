@@ -1,4 +1,4 @@
-"""sotddsp.model.runs.latest_validation: a run's progress read back from the curves.csv that
+"""sotddsp.model.runs.latest_validation and run_layout.recorded_step: a run's progress read back from the curves.csv that
 MetricsHistory writes."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sotddsp.core.run_layout import CURVES_FILE
+from sotddsp.core.run_layout import CURVES_FILE, recorded_step
 from sotddsp.model.callbacks import MetricsHistory
 from sotddsp.model.runs import latest_validation
 
@@ -26,9 +26,8 @@ def test_the_last_step_and_the_last_validation_row(tmp_path: Path) -> None:
         {"step": 88, "epoch": 1, "split": "val", "val/rpa": 0.25, "val/median_cents_error": 40.0},
         {"step": 100, "epoch": 2, "split": "train", "train/loss": 0.3},
     ])
-    step, latest = latest_validation(tmp_path)
-    assert step == 100
-    assert latest == {"rpa": 0.25, "median_cents_error": 40.0, "step": 88.0}
+    assert recorded_step(tmp_path) == 100
+    assert latest_validation(tmp_path) == {"rpa": 0.25, "median_cents_error": 40.0, "step": 88.0}
 
 
 @pytest.mark.parametrize("rows", [[], [{"step": 20, "epoch": 0, "split": "train",
