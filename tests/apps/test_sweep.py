@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from helpers.entrypoints import REPO, run_entry_point
+from helpers.runs import write_curves
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from sotddsp.apps import sweep
 from sotddsp.core import run_layout
-from sotddsp.model.callbacks import MetricsHistory
 
 PAPER_EXPERIMENTS = [
     "MSS-Lin",
@@ -505,11 +505,9 @@ def test_the_time_estimate_counts_only_the_steps_a_resumed_run_has_left(tmp_path
     file): 25,000 + 15,000 steps are left; a run past its budget adds nothing."""
     fresh, resumed, over = (sweep.Run("SOT-2048", seed, tmp_path) for seed in (1, 2, 3))
     for run, step in ((resumed, 10_000), (over, 30_000)):
-        history = MetricsHistory(run.run_dir / run_layout.CURVES_FILE)
-        history.rows = [{"step": 20, "epoch": 0, "split": "train", "train/loss": 1.0},
-                        {"step": step, "epoch": 9, "split": "train", "train/loss": 0.5}]
         run.run_dir.mkdir(parents=True)
-        history.write()
+        write_curves(run.run_dir, [{"step": 20, "epoch": 0, "split": "train", "train/loss": 1.0},
+                                   {"step": step, "epoch": 9, "split": "train", "train/loss": 0.5}])
     assert run_layout.recorded_step(resumed.run_dir) == 10_000
     assert run_layout.recorded_step(fresh.run_dir) == 0
     estimate = sweep.time_estimate([fresh, resumed, over])

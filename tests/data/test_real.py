@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from sotddsp.apps.real_data import ensure_renderer
 from sotddsp.core.command_line import UserError
 from sotddsp.data import real as real_data
 from sotddsp.data.datamodule import PreloadedSinusoidDataModule
@@ -100,14 +99,6 @@ def test_a_file_that_is_not_a_soundfont_is_refused(
     (tmp_path / "bad.sf2").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     with pytest.raises(UserError, match="not a SoundFont"):
         real_data.find_renderer(tmp_path / "bad.sf2")
-
-
-@pytest.fixture(scope="module")
-def fluidsynth() -> str:
-    try:
-        return ensure_renderer()  # installs them with apt-get where it can
-    except UserError as err:
-        pytest.skip(f"FluidSynth and the FluidR3 GM SoundFont are not available here: {err}")
 
 
 def test_three_rendered_notes_load_like_the_synthetic_set(fluidsynth: str, tmp_path: Path) -> None:

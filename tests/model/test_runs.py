@@ -6,16 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.runs import write_curves
 
 from sotddsp.core.run_layout import CURVES_FILE, recorded_step
-from sotddsp.model.callbacks import MetricsHistory
 from sotddsp.model.runs import latest_validation
-
-
-def write_curves(run_dir: Path, rows: list[dict]) -> None:
-    history = MetricsHistory(run_dir / CURVES_FILE)
-    history.rows = rows
-    history.write()
 
 
 def test_the_last_step_and_the_last_validation_row(tmp_path: Path) -> None:

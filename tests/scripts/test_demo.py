@@ -11,15 +11,9 @@ from pathlib import Path
 import demo
 import pytest
 import short_budget
+from helpers.runs import write_curves
 
-from sotddsp.core.run_layout import (
-    CONFIG_FILE,
-    CURVES_FILE,
-    DONE_MARKER,
-    TEST_METRICS_FILE,
-    run_directory,
-)
-from sotddsp.model.callbacks import MetricsHistory
+from sotddsp.core.run_layout import CONFIG_FILE, DONE_MARKER, TEST_METRICS_FILE, run_directory
 
 
 def shipped_rows() -> list[dict[str, str]]:
@@ -84,9 +78,7 @@ def test_still_training_tables_only_the_unfinished_runs(tmp_path: Path) -> None:
         run = run_directory(tmp_path, experiment, seed)
         run.mkdir(parents=True)
         (run / CONFIG_FILE).write_text(f"seed_everything: {seed}\n")
-        history = MetricsHistory(run / CURVES_FILE)
-        history.rows = rows
-        history.write()
+        write_curves(run, rows)
         if done:
             (run / DONE_MARKER).touch()
     lines = demo.still_training(tmp_path).splitlines()

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import real_example
 
-from sotddsp.apps.real_data import ensure_renderer
-from sotddsp.core.command_line import UserError
 from sotddsp.data.real import midi_note_to_hz
 
 
@@ -34,12 +32,9 @@ def test_a_note_without_frames_is_an_error() -> None:
 
 
 def test_the_script_writes_the_figure_and_one_line_per_note(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fluidsynth: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    try:
-        ensure_renderer()
-    except UserError as err:
-        pytest.skip(f"FluidSynth and the FluidR3 GM SoundFont are not available here: {err}")
     monkeypatch.chdir(tmp_path)  # it writes outputs/real_example/ under the working directory
     out = real_example.main(["--out", str(tmp_path / "figure.png")])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
