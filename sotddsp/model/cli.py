@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -157,6 +158,14 @@ class _ParserOnlyCLI(SOTCLI):
 
     def instantiate_classes(self) -> None:
         pass
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse ``args`` (``[]``: the defaults) without LightningCLI's warning that the
+        process's own command line is ignored: ignoring it is the point here (sweep.py and
+        scripts/short_budget.py build this parser under their own command lines)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, args)
 
 
 def build_cli(args: list[str] | None, run: bool = False) -> SOTCLI:

@@ -11,6 +11,7 @@ text: widen the pin only when this file passes.
 from __future__ import annotations
 
 import re
+import warnings
 from importlib.metadata import version
 
 import pytest
@@ -111,3 +112,14 @@ def test_the_installed_jsonargparse_is_a_tested_one() -> None:
     (pin,) = [d for d in project["dependencies"] if d.startswith("jsonargparse")]
     assert SpecifierSet(pin.split("]", 1)[1]) == SpecifierSet(JSONARGPARSE_TESTED)
     assert version("jsonargparse") in SpecifierSet(JSONARGPARSE_TESTED)
+
+
+def test_the_parser_alone_says_nothing_of_the_command_line_it_ignores(monkeypatch) -> None:
+    """sweep.py and scripts/short_budget.py build train.py's parser under their own command
+    lines: LightningCLI's warning that it ignores sys.argv would be noise on every sweep."""
+    monkeypatch.setattr("sys.argv", ["sweep.py", "seed=42,123", "experiment=SOT-2048"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parser = config_parser()
+    assert not [w for w in caught if "args parameter" in str(w.message)]
+    assert parser.parse_args(["--seed_everything", "7"]).seed_everything == 7
