@@ -41,6 +41,7 @@ from sotddsp.core.run_layout import (
     WANDB_ID_FILE,
     config_file,
 )
+from sotddsp.core.run_lock import hold_run_lock
 from sotddsp.model.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
 from sotddsp.model.checkpoints import CheckpointError, read_checkpoint
 from sotddsp.model.cli import SOTCLI, build_cli, check_compatible
@@ -144,7 +145,8 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     """Fit (resuming from last.ckpt when allowed), test with the best-LSD checkpoint, mark done.
 
     Every check of the user's input runs before the first write to the run directory, the last
-    one being that the directory holds no run of another configuration (its fingerprint)."""
+    ones being that no other process is training the run (its lock, held until the end) and that
+    the directory holds no run of another configuration (its fingerprint)."""
     run_dir: Path = cli.run_dir
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     done = run_dir / DONE_MARKER
@@ -160,44 +162,48 @@ def train_and_test(cli: SOTCLI) -> dict[str, float]:
     datamodule.setup("fit")
     check_compatible(model, datamodule)
     check_forward(model, datamodule)
-    rewrite = afresh or check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
-    ckpt_path = None
-    if not afresh and last.exists():
-        check_resumable(last, model)
-        log.info("resuming from %s", last)
-        ckpt_path = str(last)
-    if afresh:  # the markers of the run this one replaces
-        for stale in (done, run_dir / TEST_METRICS_FILE):
-            stale.unlink(missing_ok=True)
-    if rewrite:
-        write_fingerprint(run_dir, fingerprint)
-    _configure_wandb_environment(run_dir, cli.config.experiment, int(cli.config.seed_everything))
-    # The loggers' directory exists before W&B looks for a git repository from it (else it warns
-    # "git root ... does not exist").
-    (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    if trainer.interrupted:
-        raise UserError(f"training was interrupted; run the same command again to resume from {last}")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best and not Path(best).is_file():
-        raise UserError(f"{best}: the run's best-validation checkpoint is missing, so the run "
-                        f"cannot be tested; restore that file into {run_dir / CHECKPOINT_DIR}")
-    if best:
-        log.info("testing with the best-validation-LSD checkpoint %s", best)
-    else:
-        log.info("no best checkpoint (no validation ran): testing with the final weights")
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=True)
-    results = model.test_results()
-    tested = torch.load(best, map_location="cpu", weights_only=True)["global_step"] if best \
-        else trainer.global_step
-    results_record = {"checkpoint": Path(best).name if best else None, "global_step": tested,
-                      **results, "machine": machine_record()}
-    if trainer.fast_dev_run:
+    # From here on the run's directory is written: one process at a time (core/run_lock.py).
+    with hold_run_lock(run_dir):
+        rewrite = afresh or check_run_binding(run_dir, fingerprint, cli.resolve_config_text)
+        ckpt_path = None
+        if not afresh and last.exists():
+            check_resumable(last, model)
+            log.info("resuming from %s", last)
+            ckpt_path = str(last)
+        if afresh:  # the markers of the run this one replaces
+            for stale in (done, run_dir / TEST_METRICS_FILE):
+                stale.unlink(missing_ok=True)
+        if rewrite:
+            write_fingerprint(run_dir, fingerprint)
+        seed = int(cli.config.seed_everything)
+        _configure_wandb_environment(run_dir, cli.config.experiment, seed)
+        # The loggers' directory exists before W&B looks for a git repository from it (else it
+        # warns "git root ... does not exist").
+        (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.interrupted:
+            raise UserError("training was interrupted; run the same command again to resume "
+                            f"from {last}")
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best and not Path(best).is_file():
+            raise UserError(f"{best}: the run's best-validation checkpoint is missing, so the run "
+                            f"cannot be tested; restore that file into {run_dir / CHECKPOINT_DIR}")
+        if best:
+            log.info("testing with the best-validation-LSD checkpoint %s", best)
+        else:
+            log.info("no best checkpoint (no validation ran): testing with the final weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=True)
+        results = model.test_results()
+        tested = torch.load(best, map_location="cpu", weights_only=True)["global_step"] if best \
+            else trainer.global_step
+        results_record = {"checkpoint": Path(best).name if best else None, "global_step": tested,
+                          **results, "machine": machine_record()}
+        if trainer.fast_dev_run:
+            return results
+        write_run_figures(run_dir, cli.config.experiment, seed, model)
+        atomic_write_text(run_dir / TEST_METRICS_FILE, json.dumps(results_record, indent=2) + "\n")
+        atomic_write_text(done, "")
         return results
-    write_run_figures(run_dir, cli.config.experiment, int(cli.config.seed_everything), model)
-    atomic_write_text(run_dir / TEST_METRICS_FILE, json.dumps(results_record, indent=2) + "\n")
-    atomic_write_text(done, "")
-    return results
 
 
 def write_run_figures(run_dir: Path, experiment: str, seed: int,

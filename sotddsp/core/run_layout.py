@@ -12,6 +12,7 @@ reads it at every hydra start).
         wandb_run_id             the W&B run id, kept across resumes
         logs/                    W&B (offline), CSV or TensorBoard logs
         done                     the run finished
+        train.lock               held by the train.py process training the run (run_lock.py)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ TEST_F0_FIGURE = "test_f0.png"  # predicted against true f0 on the test split, a
 WANDB_ID_FILE = "wandb_run_id"
 LOGS_DIR = "logs"  # the loggers' save_dir
 DONE_MARKER = "done"
+RUN_LOCK_FILE = "train.lock"  # flock-ed by the process training the run (core/run_lock.py)
 # The key under which a checkpoint embeds its run's config (YAML text).
 CONFIG_KEY = "sot_train_config"
 
@@ -86,6 +88,7 @@ __all__ = [
     "PACKAGE_DIR",
     "PRESETS_DIR",
     "REPO",
+    "RUN_LOCK_FILE",
     "TEST_F0_FIGURE",
     "TEST_METRICS_FILE",
     "WANDB_ID_FILE",

@@ -28,6 +28,16 @@ FSYNC_ENOSPC = (
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
 
+# Another train.py of the same run is still training it: this process holds the run's lock, as
+# that one would, and then runs train.py, whose own attempt at the lock (another open file) fails.
+RUN_HELD_ELSEWHERE = (
+    "import runpy, sys\n"
+    "from sotddsp.core.run_lock import hold_run_lock\n"
+    "with hold_run_lock('run/SOT-2048/SOT-2048-3'):\n"
+    "    sys.argv = sys.argv[1:]\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
 T = "train.py"
 CASES: list[Case] = [
     # ---- configuration
@@ -205,6 +215,18 @@ CASES: list[Case] = [
             r"another --checkpoint_root",
             r"--resume never",
         ),
+    ),
+    Case(
+        "run-being-trained-by-another-process",
+        T,
+        lambda w, ws: train_args(w, ws),
+        (
+            r"SOT-2048-3: another process is training this run",
+            r"pid \d+ on \S+ since",
+            r"train\.lock",
+            r"wait for it to finish, or stop it",
+        ),
+        wrapper=RUN_HELD_ELSEWHERE,
     ),
     # ---- where results go
     Case(

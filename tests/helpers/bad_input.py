@@ -1,6 +1,7 @@
 """The bad-input harness: every entry point, run as a subprocess on a bad input, must end with
 one line on stderr that names the problem and the fix, a non-zero exit status, no Python
-traceback, and every file that existed before byte-identical afterwards. The cases live beside
+traceback, and every file that existed before byte-identical afterwards (``tree_digest``: all
+but the run's lock file, which says which process last held the run). The cases live beside
 the commands they concern (tests/apps/test_*_bad_input.py); this module builds their shared
 world and runs them.
 

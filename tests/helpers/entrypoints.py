@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from sotddsp.core.run_layout import RUN_LOCK_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -219,7 +221,10 @@ def error_line_problems(stderr: str, prog: str) -> tuple[str | None, list[str]]:
 
 def tree_digest(*roots: Path) -> dict[str, str]:
     """sha256 of every file under ``roots`` (files or directories), keyed by path; symlinks by
-    target. Missing roots are recorded as missing."""
+    target. Missing roots are recorded as missing. A run's lock file (``train.lock``) is left
+    out: not a result but the description of the process that last held the run, rewritten by
+    each train.py that gets the run, refused or not (tests/core/test_run_lock.py checks that a
+    process refused by the lock writes nothing, that file included)."""
     digests: dict[str, str] = {}
     for root in roots:
         if not root.exists():
@@ -227,7 +232,8 @@ def tree_digest(*roots: Path) -> dict[str, str]:
             continue
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
-            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.name != RUN_LOCK_FILE:
+                digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
 
 
