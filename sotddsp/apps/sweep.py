@@ -362,6 +362,7 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
     todo: list[tuple[list[str], Run]] = []
     done: list[Run] = []
     seen: set[Path] = set()
+    grid_seeds: list[int] = []
     for job_overrides in grid:
         job_config = self.hydra_context.config_loader.load_sweep_config(
             self.config, job_overrides
@@ -376,6 +377,7 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
                 "checkpoint_root do not): give them different checkpoint_root values"
             )
         seen.add(run.run_dir)
+        grid_seeds.append(run.seed)
         if run.is_done():
             done.append(run)
         else:
@@ -383,6 +385,10 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
     check_done_runs(done)
     if done:
         log.info("done, skipped: %s", " ".join(run.name for run in done))
+    try:
+        todo = launch_order(todo, self.config.order, grid_seeds)
+    except SweepError as error:
+        _fail(str(error))
     if self.config.dry_run:
         _print_plan(self, [run for _, run in todo], done)
         return []
@@ -413,6 +419,23 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
             )
     report_results([r for batch in returns for r in batch], [run for _, run in todo])
     return returns
+
+
+def launch_order(
+    todo: list[tuple[list[str], Run]], order: str, grid_seeds: Sequence[int]
+) -> list[tuple[list[str], Run]]:
+    """The jobs in the order they are launched. ``order=experiment`` keeps hydra's (each
+    experiment's seeds in turn, experiments in the grid's order); ``order=seed`` takes each seed
+    in turn, in the order of ``grid_seeds`` (the grid's, done runs included), and within a seed
+    the experiments in the grid's order: every experiment's seed 42 before any seed 123. With a
+    launcher that runs n at a time, the first n of this order start first. A stable reordering:
+    the same runs, nothing else."""
+    if order == "experiment":
+        return todo
+    if order != "seed":
+        raise SweepError(f"order must be 'experiment' or 'seed', got {order!r}")
+    rank = {seed: index for index, seed in enumerate(dict.fromkeys(grid_seeds))}
+    return sorted(todo, key=lambda job: rank[job[1].seed])
 
 
 def check_done_runs(done: list[Run]) -> None:
@@ -581,6 +604,8 @@ The grid (hydra's override syntax):
                                 beyond the paper, paper-experiments/beyond/: {beyond})
   seed=42,123  seed=range(1,6)  every combination of the values given runs
   (default: the paper's grid, {default_grid})
+  order=experiment              launch order: each experiment's seeds in turn (default), or
+  order=seed                    each seed's experiments in turn (every seed 42 before any 123)
   Without --yes and without experiment= or seed=, the default grid is printed with its number
   of runs and a time estimate, and nothing starts.
 

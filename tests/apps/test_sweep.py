@@ -261,6 +261,34 @@ def test_done_runs_are_not_launched(tmp_path: Path) -> None:
     assert not (tmp_path / "multirun").exists()
 
 
+def test_order_seed_launches_every_experiments_seed_before_the_next_seed(tmp_path: Path) -> None:
+    """order=seed: seed-major over the grid's seeds in the grid's order, the experiments of a
+    seed in the grid's order; done runs leave the order of the others as it was (the issue's
+    queue: the variant's seed 42 before any seed 123, though the paper's seed-42 runs are done)."""
+    root = tmp_path / "ck"
+    experiments = ["SOT-2048", "MSS-Lin", "SOT-2048-full-hann-nomss-logf"]
+    seeds = [42, 123, 456]
+    grid = ("experiment=SOT-2048,MSS-Lin,beyond/SOT-2048-full-hann-nomss-logf",
+            "seed=42,123,456", f"checkpoint_root={root}")
+    seed_major = [_expected_command(e, s, root) for s, e in itertools.product(seeds, experiments)]
+    assert _planned(_sweep(tmp_path, "--dry-run", "order=seed", *grid)) == seed_major
+    experiment_major = [
+        _expected_command(e, s, root) for e, s in itertools.product(experiments, seeds)
+    ]
+    assert _planned(_sweep(tmp_path, "--dry-run", *grid)) == experiment_major  # the default
+    assert experiment_major != seed_major
+    for experiment in experiments[:2]:
+        done = sweep.run_directory(root, experiment, 42)
+        done.mkdir(parents=True)
+        (done / "done").write_text("")
+    assert _planned(_sweep(tmp_path, "--dry-run", "order=seed", *grid)) == seed_major[2:]
+    # the grid's seed order, not a sorted one
+    reversed_grid = (*grid[:1], "seed=456,42", *grid[2:])
+    assert _planned(_sweep(tmp_path, "--dry-run", "order=seed", *reversed_grid)) == [
+        _expected_command(e, 456, root) for e in experiments
+    ] + [_expected_command(experiments[2], 42, root)]
+
+
 def test_dry_run_prints_the_sbatch_script(tmp_path: Path) -> None:
     result = _sweep(
         tmp_path,
@@ -342,6 +370,7 @@ def test_local_parallel_launcher_config_composes(tmp_path: Path) -> None:
             "args may not contain --checkpoint_root (set checkpoint_root=...",
         ),
         (["args=[a]", "--", "b"], "not both"),
+        (["order=seeds"], "order must be 'experiment' or 'seed', got 'seeds'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, argv: list[str], message: str) -> None:
