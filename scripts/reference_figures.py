@@ -10,7 +10,6 @@ checkpoint on the synthetic test split, one panel per run.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from sotddsp.core.atomic_files import atomic_write_bytes
@@ -21,6 +20,7 @@ from sotddsp.core.run_layout import (
     CURVES_FILE,
     best_checkpoints,
     checkpoint_step,
+    read_curves,
 )
 from sotddsp.data.synthetic import DEFAULT_DATA_PATH
 from sotddsp.model.plotting import curves_figure, figure_png, models_f0_figure
@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     runs = {}
     for path in sorted(args.root.glob(f"*/*/{CURVES_FILE}")):
-        with open(path, newline="") as handle:
-            runs[path.parent.name] = list(csv.DictReader(handle))
+        runs[path.parent.name] = read_curves(path.parent)
+        if not runs[path.parent.name]:
+            raise UserError(f"{path}: no rows, or not a readable CSV file; restore it from the "
+                            "run's commit, or move the run out of --root")
     if not runs:
         raise UserError(f"no {CURVES_FILE} under {args.root}/<experiment>/<run>/")
     steps = {name: max(int(r["step"]) for r in rows) for name, rows in runs.items()}

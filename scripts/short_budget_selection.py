@@ -26,7 +26,6 @@ train.py tested (test_metrics.json), printed per seed.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import sys
@@ -39,7 +38,7 @@ from short_budget import collect as finished_runs
 
 from sotddsp.core.command_line import UserError, run_cli_main
 from sotddsp.core.result_tables import DASH, LOCALIZE_MAX_MEDIAN_CENTS
-from sotddsp.core.run_layout import CURVES_FILE, run_directory
+from sotddsp.core.run_layout import CURVES_FILE, read_curves, run_directory
 
 RULES = ("lsd", "loss", "last", "oracle")
 
@@ -61,13 +60,14 @@ class SeedSelection:
     picks: dict[str, Validation | None]  # rule -> the validation it picks (None: unknown)
 
 
-def validations(path: Path) -> tuple[list[Validation], bool]:
-    """The validations of one curves.csv, in step order, and whether its rows lagged (then
+def validations(run_dir: Path) -> tuple[list[Validation], bool]:
+    """The validations of one run's curves.csv, in step order, and whether its rows lagged (then
     shifted back one interval, so that each holds its own step's metrics)."""
-    with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get("split") == "val"]
+    path = run_dir / CURVES_FILE
+    rows = [r for r in read_curves(run_dir) if r.get("split") == "val"]
     if len(rows) < 2:
-        raise UserError(f"{path}: fewer than 2 validation rows; it cannot tell its interval")
+        raise UserError(f"{path}: fewer than 2 validation rows (or not a readable CSV file); "
+                        "it cannot tell its interval")
     steps = [int(r["step"]) for r in rows]
     interval = steps[1] - steps[0]
     if interval <= 0 or any(b - a != interval for a, b in itertools.pairwise(steps)):
@@ -99,10 +99,10 @@ def collect(root: Path) -> list[SeedSelection]:
     counts (its ``collect``: experiment, seed and tested step), in its order."""
     found = []
     for row in finished_runs(root)[0]:
-        curves = run_directory(root, row["experiment"], row["seed"]) / CURVES_FILE
-        if not curves.is_file():
+        run_dir = run_directory(root, row["experiment"], row["seed"])
+        if not (run_dir / CURVES_FILE).is_file():
             continue
-        history, lagged = validations(curves)
+        history, lagged = validations(run_dir)
         tested = row["steps"]
         found.append(SeedSelection(row["experiment"], row["seed"], lagged,
                                    None if tested is None else int(tested),

@@ -32,7 +32,6 @@ from sotddsp.core.run_fingerprint import check_run_binding, fingerprint_of, writ
 from sotddsp.core.run_layout import (
     CHECKPOINT_DIR,
     CURVES_FIGURE,
-    CURVES_FILE,
     DONE_MARKER,
     LAST_CHECKPOINT,
     LOGS_DIR,
@@ -40,6 +39,7 @@ from sotddsp.core.run_layout import (
     TEST_METRICS_FILE,
     WANDB_ID_FILE,
     config_file,
+    read_curves,
 )
 from sotddsp.core.run_lock import hold_run_lock
 from sotddsp.model.autoencoder import HarmonicAutoencoder, NonFiniteTrainingError
@@ -210,15 +210,11 @@ def write_run_figures(run_dir: Path, experiment: str, seed: int,
                       model: HarmonicAutoencoder) -> None:
     """``curves.png`` (from curves.csv) and ``test_f0.png`` (the last test's predicted against
     true f0), written atomically beside the run's test metrics."""
-    import csv
-
     from sotddsp.model.plotting import curves_figure, f0_scatter_figure, figure_png
 
     name = f"{experiment}-{seed}"
-    curves = run_dir / CURVES_FILE
-    if curves.is_file():
-        with open(curves, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+    rows = read_curves(run_dir)  # [] when missing or unreadable: no curves figure, still done
+    if rows:
         atomic_write_bytes(run_dir / CURVES_FIGURE, figure_png(curves_figure({name: rows}, name)))
     predicted, true = model.test_predictions()
     figure = f0_scatter_figure(predicted.numpy(), true.numpy(), title=f"{name}: test split")

@@ -112,6 +112,8 @@ def test_train_checkpoint_reload_test_reproduces_logged_metrics(tiny_data_path: 
     results = train.main(_args("SOT-2048", tiny_data_path, tmp_path, "--seed_everything", "3"))
     run_dir = tmp_path / "SOT-2048" / "SOT-2048-3"
     assert (run_dir / "done").exists() and (run_dir / "train_config.yaml").exists()
+    for figure in ("curves.png", "test_f0.png"):  # drawn from curves.csv and the test
+        assert (run_dir / figure).read_bytes()[:4] == b"\x89PNG", figure
     ckpts = sorted((run_dir / "checkpoints").glob("best-lsd-*.ckpt"))
     assert len(ckpts) == 1 and (run_dir / "checkpoints" / "last.ckpt").exists()
     recorded = json.loads((run_dir / "test_metrics.json").read_text())

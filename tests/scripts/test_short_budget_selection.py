@@ -42,7 +42,7 @@ def _run(root: Path, experiment: str, seed: int, lagged: bool, tested_step: int)
 
 def test_current_rows_are_read_as_they_are_and_each_rule_picks_its_validation(
         tmp_path: Path) -> None:
-    history, lagged = selection.validations(_run(tmp_path, "A", 0, False, 256) / "curves.csv")
+    history, lagged = selection.validations(_run(tmp_path, "A", 0, False, 256))
     assert not lagged
     assert [(v.step, v.loss, v.lsd, v.median_cents) for v in history] == TRUE
     picks = selection.select(history, lagged)
@@ -52,7 +52,7 @@ def test_current_rows_are_read_as_they_are_and_each_rule_picks_its_validation(
 
 def test_lagged_rows_are_shifted_back_and_their_last_validation_is_unknown(
         tmp_path: Path) -> None:
-    history, lagged = selection.validations(_run(tmp_path, "A", 1, True, 256) / "curves.csv")
+    history, lagged = selection.validations(_run(tmp_path, "A", 1, True, 256))
     assert lagged
     assert [(v.step, v.loss, v.lsd, v.median_cents) for v in history] == TRUE[:-1]
     picks = selection.select(history, lagged)
@@ -83,6 +83,6 @@ def test_unevenly_spaced_validations_are_refused_in_one_line(tmp_path: Path) -> 
     text = (run / "curves.csv").read_text().replace("\n384,", "\n400,")
     (run / "curves.csv").write_text(text)
     with pytest.raises(UserError, match=r"not evenly spaced"):
-        selection.validations(run / "curves.csv")
+        selection.validations(run)
     with pytest.raises(UserError, match=r"no such directory"):
         selection.main(["--root", str(tmp_path / "missing")])

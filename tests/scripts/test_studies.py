@@ -225,6 +225,12 @@ def test_reference_figures_draw_every_run_of_a_root(tmp_path: Path) -> None:
         reference_figures.main(["--root", str(root), "--out", str(tmp_path / "curves.png"),
                                 "--f0-out", str(tmp_path / "f0.png")])
     assert not (tmp_path / "f0.png").exists()
+    # an empty (or unreadable) curves.csv: one line naming it, and the figure is not rewritten
+    before = out.read_bytes()
+    (root / "B" / "B-42" / "curves.csv").write_bytes(b"")
+    with pytest.raises(UserError, match=r"B-42/curves\.csv: no rows, or not a readable CSV"):
+        reference_figures.main(["--root", str(root), "--out", str(out)])
+    assert out.read_bytes() == before
 
 
 def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
