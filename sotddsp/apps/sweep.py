@@ -37,6 +37,7 @@ prints is exactly what runs. It costs seconds per run, nothing next to a trainin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -348,6 +349,34 @@ def _is_slurm(launcher: Any) -> bool:
     return isinstance(launcher, SlurmLauncher)
 
 
+def _runs_in_local_workers(launcher: Any) -> bool:
+    """Whether the launcher runs the jobs in worker processes on this machine (joblib's)."""
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    return isinstance(launcher, JoblibLauncher)
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_workers(enabled: bool) -> Iterator[None]:
+    """With jobs in local worker processes (``enabled``), a SIGTERM to this process stops the
+    sweep as Ctrl-C does: it raises KeyboardInterrupt here, joblib stops its workers and their
+    trainings, and no queued run starts (each resumes from its last.ckpt when the same command
+    runs again). Python's default would end this process alone, and the orphaned workers would
+    go on starting the runs already handed to them."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequence[JobReturn]]:
     """The sweep of ``hydra_plugins.sot_sweep.SkipDoneSweeper`` (``self``): hydra's basic sweep
     (the cartesian product of the values given), which first drops the runs that are done,
@@ -408,7 +437,8 @@ def sweep_skipping_done(self: BasicSweeper, arguments: list[str]) -> list[Sequen
     for start in range(0, len(todo), size):
         batch = [job_overrides for job_overrides, _ in todo[start : start + size]]
         try:
-            returns.append(self.launcher.launch(batch, initial_job_idx=start))
+            with sigterm_stops_the_workers(_runs_in_local_workers(self.launcher)):
+                returns.append(self.launcher.launch(batch, initial_job_idx=start))
         except (FailedJobError, UncompletedJobError) as error:  # a job died without a result
             print(error, file=sys.stderr)
             _fail(
@@ -676,7 +706,8 @@ def cli() -> None:
     try:
         main()
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted (Ctrl-C or SIGTERM); run the same command again: finished runs are "
+              "skipped, the others resume from their last.ckpt", 130)
 
 
 if __name__ == "__main__":

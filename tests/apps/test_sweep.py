@@ -6,6 +6,7 @@ parser, and the files a finished run leaves (done marker, test_metrics.json)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.entrypoints import REPO, run_entry_point
+from helpers.entrypoints import REPO, environment, run_entry_point
 from helpers.runs import write_curves
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -504,6 +505,51 @@ def test_sigterm_reaches_the_child_and_the_job_leaves_without_result(
     assert exited.value.code == 128 + signal.SIGTERM
     assert time.monotonic() - started < 30  # the child (sleeping 60 s) was terminated
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_sigterm_stops_a_local_parallel_sweep_and_starts_no_queued_run(
+    tmp_path: Path, tiny_data_path: Path
+) -> None:
+    """hydra/launcher=local_parallel runs the jobs in joblib's worker processes. A SIGTERM to
+    the sweep (kill PID) ends it as Ctrl-C does: its two trainings stop, no process of it is
+    left, and neither queued run (seed 2) starts. Python's default would end the sweep's process
+    alone, and its workers would go on starting the runs already handed to them."""
+    import signal
+    import time
+
+    root = tmp_path / "ck"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "sweep.py"), "order=seed", "experiment=SOT-2048,MSS-Lin",
+         "seed=1,2", f"checkpoint_root={root}", "hydra/launcher=local_parallel",
+         "hydra.launcher.n_jobs=2", "--", "--config", DEBUG, "--data.init_args.data_path",
+         str(tiny_data_path), "--trainer.max_steps", "1000000", "--trainer.enable_progress_bar",
+         "false"],
+        cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group: what is left of it is seen
+    )
+    first = [sweep.run_directory(root, experiment, 1) for experiment in ("SOT-2048", "MSS-Lin")]
+    try:
+        deadline = time.monotonic() + 240
+        while not all((run / "checkpoints" / "last.ckpt").exists() for run in first):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.5)
+        os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 130, stderr[-3000:]
+        assert stderr.strip().splitlines()[-1].startswith("sweep.py: error: interrupted")
+        deadline = time.monotonic() + 60
+        while True:  # the workers and their trainings end too
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "processes of the sweep are still running"
+            time.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not any(sweep.run_directory(root, e, 2).exists() for e in ("SOT-2048", "MSS-Lin"))
+    assert not any((run / "done").exists() for run in first)  # stopped, to resume
 
 
 def test_failed_runs_are_listed_and_the_sweep_exits_1(
