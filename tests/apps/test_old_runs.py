@@ -60,6 +60,8 @@ def test_the_fixture_is_of_the_flat_layout() -> None:
 def test_checkpoints_pickle_no_class_of_ours(path: Path) -> None:
     """Only torch storages and OrderedDict: unpickling needs no alias, only the embedded config
     (YAML text) names our classes."""
+    if not path.exists():  # a run training beside the tests replaced its best checkpoint
+        pytest.skip(f"{path} was removed after collection (a run training beside the tests)")
     modules = {name.rsplit(".", 1)[0] for name in pickled_globals(path)}
     assert modules <= {"torch", "torch._utils", "collections"}, modules
 

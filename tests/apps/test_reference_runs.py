@@ -36,8 +36,11 @@ ROOT = REPO / "reference-runs"
 RUNS = sorted(p.parent for p in ROOT.glob(f"*/*/{CONFIG_FILE}"))
 FINISHED = [run for run in RUNS if (run / DONE_MARKER).exists()]
 # The table's display digits (result_tables.TABLE_COLUMNS): a re-evaluation matches to them,
-# and to 1e-6 relative (another CPU's or thread count's float32 kernels round differently).
+# and to 1e-6 relative on the CPU kernels the run was tested on (test_metrics.json's "machine":
+# another thread count rounds within that), 1e-5 on others: float32 kernels of another width
+# round differently (SOT-2048-42, tested on AVX2, re-evaluated on AVX-512: LSD 1.5e-6 apart).
 SHOWN = {"lsd": 2, "rpa": 3, "rca": 3, "od": 3}
+SAME_KERNELS_RTOL, OTHER_KERNELS_RTOL = 1e-6, 1e-5
 
 pytestmark = pytest.mark.skipif(not RUNS, reason="no reference run in this checkout")
 
@@ -86,8 +89,11 @@ def test_re_evaluating_a_shipped_checkpoint_reproduces_its_test_metrics(run: Pat
     # a run tested before a metric was added has no value for it: compare the keys both have
     common = set(again) & set(recorded)
     assert set(SHOWN) | {"median_cents_error", "within_octave", "mse", "mss"} <= common
+    same_kernels = (recorded.get("machine", {}).get("cpu_capability")
+                    == torch.backends.cpu.get_cpu_capability())
+    rtol = SAME_KERNELS_RTOL if same_kernels else OTHER_KERNELS_RTOL
     for key in sorted(common):
-        assert again[key] == pytest.approx(recorded[key], rel=1e-6, abs=1e-9), key
+        assert again[key] == pytest.approx(recorded[key], rel=rtol, abs=1e-9), key
     for key, digits in SHOWN.items():
         assert round(again[key], digits) == round(recorded[key], digits), key
 
