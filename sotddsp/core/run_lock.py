@@ -70,6 +70,8 @@ def hold_run_lock(run_dir: str | Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # unbuffered: no write at close
     except OSError as error:
         log.debug("no run lock: %s cannot be created (%s)", path, error)
+        fd = None
+    if fd is None:  # yielded outside the handler: the block's own errors carry no OSError context
         yield
         return
     try:

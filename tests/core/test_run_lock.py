@@ -80,3 +80,7 @@ def test_an_unwritable_place_is_left_to_the_first_real_write(tmp_path: Path) -> 
     with hold_run_lock(Path("/proc/no-such-run")):  # ENOENT for everyone, root included
         entered.append(True)
     assert entered == [True]
+    # an error of the block itself comes out as it is, not chained to the lock file's OSError
+    with pytest.raises(ZeroDivisionError) as raised, hold_run_lock(Path("/proc/no-such-run")):
+        1 / 0  # noqa: B018
+    assert raised.value.__context__ is None
