@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     runs = {}
     for path in sorted(args.root.glob(f"*/*/{CURVES_FILE}")):
-        runs[path.parent.name] = read_curves(path.parent)
-        if not runs[path.parent.name]:
+        rows = read_curves(path.parent)
+        if not rows:
             raise UserError(f"{path}: no rows, or not a readable CSV file; restore it from the "
                             "run's commit, or move the run out of --root")
+        runs[path.parent.name] = rows
     if not runs:
         raise UserError(f"no {CURVES_FILE} under {args.root}/<experiment>/<run>/")
     steps = {name: max(int(r["step"]) for r in rows) for name, rows in runs.items()}
