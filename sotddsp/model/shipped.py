@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sotddsp.core.command_line import UserError
 from sotddsp.core.run_layout import PACKAGE_DIR
 
 __all__ = [
@@ -41,12 +42,14 @@ DEFAULT_PROVENANCE = WEIGHTS_DIR / "default.json"
 DEFAULT_MODEL = DEFAULT_WEIGHTS.stem  # "default"
 
 
-class CheckpointError(Exception):
-    """A checkpoint file is missing, truncated, unreadable or does not fit its model (one line)."""
+class CheckpointError(UserError):
+    """A checkpoint file is missing, truncated, unreadable or does not fit its model (one line).
+    A user error: every command (``run_cli_main``) reports it as one line, without traceback."""
 
 
-class ConfigError(Exception):
-    """A checkpoint's config is missing, unreadable or no longer builds a model (one line)."""
+class ConfigError(UserError):
+    """A checkpoint's config is missing, unreadable or no longer builds a model (one line).
+    A user error, as CheckpointError."""
 
 
 class ModelNotFoundError(CheckpointError):

@@ -18,7 +18,9 @@ import sot_frame_shares
 import torch
 import yaml
 
-from sotddsp.core.command_line import UserError
+from helpers.entrypoints import error_line_problems, run_entry_point
+
+from sotddsp.core.command_line import EXIT_USER_ERROR, UserError
 
 
 def test_f0_descent_rows_cover_every_loss_mode_and_offset(tmp_path: Path) -> None:
@@ -255,3 +257,37 @@ def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
     assert summary["mean_profile"][[0, 3]].tolist() == [0.5, 0.5]
     assert summary["similarity"] == pytest.approx(2 ** -0.5)
     assert "| examples (%) | 50.0 | 50.0 |" in harmonic_profile.markdown(summary, "t")
+
+
+def test_harmonic_profile_breaks_the_ratios_down_by_the_targets_harmonics() -> None:
+    """Exact cases, K = 20 output harmonics: a sine (1 harmonic) at f0 / 2 and a 8-harmonic note
+    at f0 / 2 are exact aliases (2·1, 2·8 ≤ 20); a 8-harmonic note at f0 / 3 is not (24 > 20);
+    an example on f0 is never counted."""
+    import harmonic_profile
+    import torch
+
+    f0 = torch.tensor([100.0, 200.0, 300.0, 400.0, 500.0])
+    ratio = torch.tensor([2.0, 2.0, 3.0, 1.0, 1.0])
+    amplitudes = torch.rand(5, 16, 20)
+    summary = harmonic_profile.profile(f0, (f0 / ratio)[:, None].expand(5, 16), amplitudes,
+                                       torch.tensor([1, 8, 8, 1, 8]))
+    assert summary["by_target_harmonics"] == {1: {2: 1, 1: 1}, 8: {2: 1, 3: 1, 1: 1}}
+    assert summary["exact_aliases"] == 2
+    table = harmonic_profile.markdown(summary, "t")
+    assert "| 1 | 1 | 1 | 0 |" in table and "| 8 | 1 | 1 | 1 |" in table
+    assert "Examples off f0 (rounded ratio ≠ 1): 3; of them on an exact alias" in table
+    assert table.endswith("≤ 20): 2.")
+    assert "by_target_harmonics" not in harmonic_profile.profile(f0, f0[:, None], amplitudes)
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_harmonic_profile_bad_checkpoint_is_one_line(tmp_path: Path, problem: str) -> None:
+    """A missing or corrupt checkpoint (CheckpointError, a user error) ends the script with one
+    line naming the file, exit status 2 and no traceback."""
+    checkpoint = tmp_path / "model.ckpt"
+    if problem == "corrupt":
+        checkpoint.write_bytes(b"PK\x03\x04 not a whole zip archive")
+    done = run_entry_point("scripts/harmonic_profile.py", [str(checkpoint)], timeout=120)
+    line, problems = error_line_problems(done.stderr, "harmonic_profile.py")
+    assert done.returncode == EXIT_USER_ERROR and not problems, (done.returncode, problems)
+    assert "model.ckpt" in line and ("missing" if problem == "missing" else "corrupt") in line
