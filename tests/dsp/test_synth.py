@@ -463,3 +463,27 @@ def test_bad_arguments_raise() -> None:
         synth(a, f[..., 0])
     with pytest.raises(ValueError, match="multiple"):
         synth(a[:, :15], f[:, :15])
+
+
+@pytest.mark.parametrize(("n_partials", "k"), [(1, 2), (1, 13), (4, 2), (8, 2), (5, 4)])
+def test_a_subharmonic_carrying_the_notes_partials_renders_the_note(
+    n_partials: int, k: int, backend: str
+) -> None:
+    """The exact alias of scripts/harmonic_profile.py: a note of f0 with partials 1..n is the
+    same audio as f0 / k with those amplitudes on harmonics k, 2k, ..., nk (nk <= 20), f0
+    moving over the frames and partials crossing Nyquist included. No loss on the audio can tell
+    them apart; the paper's RPA counts the second an error of k octaves' worth of cents."""
+    generator = torch.Generator().manual_seed(n_partials * 100 + k)
+    f0 = torch.linspace(300.0, 1700.0, 16).reshape(1, 16, 1)  # partials 5..8 cross 8 kHz
+    note = torch.zeros(1, 16, 20)
+    note[..., :n_partials] = 0.4 + 0.6 * torch.rand(1, 1, n_partials, generator=generator)
+    alias = torch.zeros(1, 16, 20)
+    alias[..., k - 1:n_partials * k:k] = note[..., :n_partials]
+    synth = HarmonicSynth(backend=backend, n_samples=4096)
+    audio, aliased = synth(note, f0)[0], synth(alias, f0 / k)[0]
+    assert audio.abs().max() > 0.3
+    # equal up to float32's rounding of f0 / k (its phase drifts by ~1e-5 rad over 4096 samples)
+    assert (audio - aliased).abs().max() < 1e-4 * audio.abs().max()
+    # the alias's odd-placed harmonics are what keeps it exact: one stray harmonic breaks it
+    alias[..., 0] = 0.1
+    assert (synth(alias, f0 / k)[0] - audio).abs().max() > 0.01
