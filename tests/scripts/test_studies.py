@@ -261,21 +261,22 @@ def test_harmonic_profile_finds_a_subharmonic_comb() -> None:
 
 def test_harmonic_profile_breaks_the_ratios_down_by_the_targets_harmonics() -> None:
     """Exact cases, K = 20 output harmonics: a sine (1 harmonic) at f0 / 2 and a 8-harmonic note
-    at f0 / 2 are exact aliases (2·1, 2·8 ≤ 20); a 8-harmonic note at f0 / 3 is not (24 > 20);
-    an example on f0 is never counted."""
+    at f0 / 2 are exact aliases (2·1, 2·8 ≤ 20); a 8-harmonic note at f0 / 3 is not (24 > 20),
+    nor a sine 60 cents from f0 / 2 (RPA's 50-cent tolerance); an example on f0 never is."""
     import harmonic_profile
     import torch
 
-    f0 = torch.tensor([100.0, 200.0, 300.0, 400.0, 500.0])
-    ratio = torch.tensor([2.0, 2.0, 3.0, 1.0, 1.0])
-    amplitudes = torch.rand(5, 16, 20)
-    summary = harmonic_profile.profile(f0, (f0 / ratio)[:, None].expand(5, 16), amplitudes,
-                                       torch.tensor([1, 8, 8, 1, 8]))
-    assert summary["by_target_harmonics"] == {1: {2: 1, 1: 1}, 8: {2: 1, 3: 1, 1: 1}}
+    f0 = torch.tensor([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
+    # ratio 2 · 2^(60/1200): rounds to 2, but 60 cents off it: not on the alias as RPA would say
+    ratio = torch.tensor([2.0, 2.0, 3.0, 1.0, 1.0, 2.0 * 2 ** (60 / 1200)])
+    amplitudes = torch.rand(6, 16, 20)
+    summary = harmonic_profile.profile(f0, (f0 / ratio)[:, None].expand(6, 16), amplitudes,
+                                       torch.tensor([1, 8, 8, 1, 8, 1]))
+    assert summary["by_target_harmonics"] == {1: {2: 2, 1: 1}, 8: {2: 1, 3: 1, 1: 1}}
     assert summary["exact_aliases"] == 2
     table = harmonic_profile.markdown(summary, "t")
-    assert "| 1 | 1 | 1 | 0 |" in table and "| 8 | 1 | 1 | 1 |" in table
-    assert "Examples off f0 (rounded ratio ≠ 1): 3; of them on an exact alias" in table
+    assert "| 1 | 1 | 2 | 0 |" in table and "| 8 | 1 | 1 | 1 |" in table
+    assert "Examples off f0 (rounded ratio ≠ 1): 4; of them on an exact alias" in table
     assert table.endswith("≤ 20): 2.")
     assert "by_target_harmonics" not in harmonic_profile.profile(f0, f0[:, None], amplitudes)
 
