@@ -33,7 +33,6 @@ from sotddsp.data.datamodule import PreloadedSinusoidDataModule
 from sotddsp.data.synthetic import DEFAULT_DATA_PATH
 from sotddsp.model.checkpoints import load_checkpoint
 
-
 ALIAS_TOLERANCE_CENTS = 50.0  # RPA's tolerance: on an alias as RPA would call it on f0
 
 
@@ -52,7 +51,7 @@ def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor,
     per_example = per_example / per_example.amax(dim=-1, keepdim=True).clamp_min(1e-30)
     mean_profile = per_example.mean(dim=0)
     similarity = torch.nn.functional.cosine_similarity(per_example, mean_profile[None], dim=-1)
-    rounded = [int(round(float(r))) for r in ratios]
+    rounded = [round(float(r)) for r in ratios]
     summary = {
         "ratios": ratios,
         "histogram": Counter(rounded),
@@ -84,8 +83,8 @@ def markdown(summary: dict, title: str) -> str:
              + " |", "|---|" + "---:|" * len(summary["mean_profile"]),
              "| mean amplitude / max | " + " | ".join(f"{v:.2f}" for v in summary["mean_profile"])
              + " |", "",
-             f"Mean cosine similarity of the examples' profiles to the mean profile: "
-             f"{summary['similarity']:.3f} (over {total} test examples)."]
+             (f"Mean cosine similarity of the examples' profiles to the mean profile: "
+             f"{summary['similarity']:.3f} (over {total} test examples).")]
     if "by_target_harmonics" in summary:
         ratios = sorted(summary["histogram"])
         lines += ["", "| harmonics in the target \\ true f0 / predicted f0 | "
@@ -93,10 +92,10 @@ def markdown(summary: dict, title: str) -> str:
         for n, counter in summary["by_target_harmonics"].items():
             lines.append(f"| {n} | " + " | ".join(str(counter.get(k, 0)) for k in ratios) + " |")
         off_f0 = total - summary["histogram"].get(1, 0)
-        lines += ["", f"Examples off f0 (rounded ratio ≠ 1): {off_f0}; of them on an exact alias "
+        lines += ["", (f"Examples off f0 (rounded ratio ≠ 1): {off_f0}; of them on an exact alias "
                   f"(ratio within {ALIAS_TOLERANCE_CENTS:g} cents of an integer k > 1 with k × "
                   f"harmonics in the target ≤ {len(summary['mean_profile'])}): "
-                  f"{summary['exact_aliases']}."]
+                  f"{summary['exact_aliases']}.")]
     return "\n".join(lines)
 
 

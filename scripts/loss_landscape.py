@@ -127,12 +127,12 @@ def plot(
     import matplotlib.pyplot as plt
 
     styles = {
-        "SOT-2048": dict(color="C0", lw=1.0, alpha=0.75),
-        SOT_FULL: dict(color="navy", lw=1.6, ls="--"),
-        "MSS lin": dict(color="C1", lw=1.3),
-        "MSS lin+log": dict(color="C2", lw=1.0),
-        "L1 STFT-2048": dict(color="C3", lw=1.0),
-        "L2 STFT-2048": dict(color="C4", lw=1.0),
+        "SOT-2048": {"color": "C0", "lw": 1.0, "alpha": 0.75},
+        SOT_FULL: {"color": "navy", "lw": 1.6, "ls": "--"},
+        "MSS lin": {"color": "C1", "lw": 1.3},
+        "MSS lin+log": {"color": "C2", "lw": 1.0},
+        "L1 STFT-2048": {"color": "C3", "lw": 1.0},
+        "L2 STFT-2048": {"color": "C4", "lw": 1.0},
     }
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), gridspec_kw={"width_ratios": [2.3, 1]})
     zoom = np.abs(offsets_hz) <= 150

@@ -75,7 +75,7 @@ def test_a_researchers_losses_py_and_models_do_not_shadow_the_package(tmp_path: 
     if not script.is_file():
         pytest.skip("the console scripts are not installed in this environment")
     helped = subprocess.run([str(script), "--help"], cwd=tmp_path, env=environment(),
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert helped.returncode == 0 and "usage:" in helped.stdout, helped.stderr[-2000:]
 
 
@@ -87,7 +87,7 @@ def test_a_wheel_holds_one_package_with_its_data(tmp_path: Path) -> None:
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=600, env=environment())
+        capture_output=True, text=True, timeout=600, env=environment(), check=False)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next(tmp_path.glob("sot_ddsp-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

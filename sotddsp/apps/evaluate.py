@@ -369,11 +369,11 @@ def table_notes(evaluation: Evaluation) -> list[str]:
     """The notes printed under the table."""
     rows = evaluation.rows
     notes = [
-        "Mean (std) and median over seeds; std is the sample standard deviation (ddof = 1), "
-        f"{DASH} for a single seed; n = number of seeds (runs).",
-        "Bold: best, italic: second best per column among the trained experiments (the "
+        ("Mean (std) and median over seeds; std is the sample standard deviation (ddof = 1), "
+        f"{DASH} for a single seed; n = number of seeds (runs)."),
+        ("Bold: best, italic: second best per column among the trained experiments (the "
         "baseline is not ranked; ties share a mark). LSD: lower is better; RPA, RCA: higher; "
-        "−OD: closest to 0 is best, since an octave bias either way is equally wrong.",
+        "−OD: closest to 0 is best, since an octave bias either way is equally wrong."),
         "Data: test split of " + ", ".join(f"`{p}`" for p in evaluation.data_files) + ".",
     ]
     original = [f"{r['experiment']}/{r['run']}" for r in rows if r["source"] == SOURCE_ORIGINAL]

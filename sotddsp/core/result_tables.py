@@ -513,8 +513,8 @@ def render_rank_comparisons_markdown(comparisons: Sequence[RankComparison]) -> s
     """One Markdown table of ``rank_comparisons`` ('' when there is no pair)."""
     if not comparisons:
         return ""
-    lines = ["| first | second | n | U (first) | P(a seed of first has the lower error) "
-             "| two-sided p |", "|---|---|--:|--:|--:|--:|"]
+    lines = [("| first | second | n | U (first) | P(a seed of first has the lower error) "
+             "| two-sided p |"), "|---|---|--:|--:|--:|--:|"]
     for c in comparisons:
         lines.append(f"| {c.first} | {c.second} | {c.n_first} + {c.n_second} | {c.u_first:g} "
                      f"| {c.p_first_lower:.2f} | {c.p_value:.2g} |")

@@ -116,7 +116,7 @@ def load_dataset(path: str | os.PathLike, fix: str = DEFAULT_FIX) -> dict[str, A
         raise DataFormatError(f"{path}: file not found; {fix}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or corrupt files
+    except Exception as err:  # noqa: BLE001 (torch raises many types for corrupt files)
         raise DataFormatError(
             f"{path}: not a readable torch file ({type(err).__name__}: {one_line(err, 120)}); "
             f"delete it and {fix}"

@@ -114,7 +114,7 @@ def read_checkpoint(path: Path) -> CheckpointContents:
             checkpoint, stubbed = original_format.restricted_torch_load(path)
     except original_format.OriginalFormatError as error:
         raise CheckpointError(one_line(error)) from None
-    except Exception as error:  # torch raises many types for truncated or corrupt files
+    except Exception as error:  # noqa: BLE001 (torch raises many types for corrupt files)
         raise CheckpointError(
             f"checkpoint {path.name} is truncated or corrupt ({type(error).__name__}: "
             f"{one_line(error)[:120]})"
@@ -183,7 +183,7 @@ def build_from_config(config_path: Path, extra_args: Sequence[str], checkpoint_r
     except SystemExit:
         raise ConfigError(
             f"the config does not build: {_cli_error(captured.getvalue())}") from None
-    except Exception as error:  # any failure to parse or instantiate: the config no longer builds
+    except Exception as error:  # noqa: BLE001 (any failure to build: the config no longer builds)
         raise ConfigError(
             f"the config does not build ({type(error).__name__}: {one_line(error)})"
         ) from None

@@ -354,7 +354,8 @@ class PESTOEncoder(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not isinstance(residual, bool):
-            raise ValueError(f"residual must be True or False, got {residual!r}")
+            # ValueError, not TypeError: run_cli_main reports it as a user error, in one line
+            raise ValueError(f"residual must be True or False, got {residual!r}")  # noqa: TRY004
 
         self.n_bins_in = n_bins_in
         self.n_bins_out = n_bins_in if n_bins_out is None else n_bins_out

@@ -88,15 +88,15 @@ CASES: list[Case] = [
         "batch-size-zero",
         T,
         lambda w, ws: train_args(w, ws, "--data.init_args.batch_size", "0"),
-        (r"^train\.py: error: data\.init_args\.batch_size: batch_size must be a positive "
-         r"integer, got 0$",),
+        ((r"^train\.py: error: data\.init_args\.batch_size: batch_size must be a positive "
+         r"integer, got 0$"),),
     ),
     Case(
         "kernel-size-even",
         T,
         lambda w, ws: train_args(w, ws, "--model.encoder.init_args.kernel_size", "4"),
-        (r"model\.encoder\.init_args\.kernel_size: kernel_size must be an odd positive "
-         r"integer, got 4",),
+        ((r"model\.encoder\.init_args\.kernel_size: kernel_size must be an odd positive "
+         r"integer, got 4"),),
     ),
     *[
         Case(
@@ -108,13 +108,13 @@ CASES: list[Case] = [
             says,
         )
         for label, value, says in (
-            ("zero", "0", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: n_fft must "
-                           r"be a positive integer", r"got 0")),
+            ("zero", "0", ((r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: n_fft must "
+                           r"be a positive integer"), r"got 0")),
             ("negative", "-5", (r"n_fft must be a positive integer", r"got -5")),
-            ("text", "abc", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: expected "
-                             r"int", r"got abc")),
-            ("fraction", "2.5", (r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: "
-                                 r"expected int", r"got 2\.5")),
+            ("text", "abc", ((r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: expected "
+                             r"int"), r"got abc")),
+            ("fraction", "2.5", ((r"model\.loss\.init_args\.terms\.sot\.init_args\.n_fft: "
+                                 r"expected int"), r"got 2\.5")),
         )
     ],
     Case(

@@ -173,7 +173,7 @@ def test_partials_above_nyquist_are_silent(backend: str) -> None:
     a, f = constant_controls([1.0] * 5, 3000.0, 16)
     audio = HarmonicSynth(backend=backend, n_samples=4096)(a, f)[0].double().numpy()
     spectrum = np.abs(np.fft.rfft(audio)) / (4096 / 2)  # bins of 3.90625 Hz, exact here
-    bin_of = lambda hz: int(round(hz * 4096 / SR))
+    bin_of = lambda hz: round(hz * 4096 / SR)
     assert spectrum[bin_of(3000)] == pytest.approx(1.0, abs=1e-3)
     assert spectrum[bin_of(6000)] == pytest.approx(1.0, abs=1e-3)
     for alias_hz in (7000, 4000, 1000):

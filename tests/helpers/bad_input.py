@@ -161,7 +161,8 @@ def can_mount(probe: Path) -> bool:
     probe.mkdir(parents=True, exist_ok=True)
     mounted = (
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True,
+            check=False,
         ).returncode
         == 0
     )

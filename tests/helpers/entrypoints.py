@@ -45,8 +45,8 @@ HARMLESS_LINES = tuple(
         r"^`Trainer\.fit` stopped: ",
         r"^(Restoring states|Restored all states|Loaded model weights) from the checkpoint",
         r"^\S*/site-packages/\S+\.py:\d+: ",
-        r"^(train|synthetic_data|data_files|datamodule|eval_paper|checkpoints|original_format"
-        r"|sweep|estimate|real_data|sotddsp\.[\w.]+): (?!error:)",
+        (r"^(train|synthetic_data|data_files|datamodule|eval_paper|checkpoints|original_format"
+        r"|sweep|estimate|real_data|sotddsp\.[\w.]+): (?!error:)"),
         r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\]\[[\w.]+\]\[(INFO|WARNING)\] - ",
     )
 )

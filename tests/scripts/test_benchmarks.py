@@ -41,7 +41,7 @@ def test_gpu_check_smoke_mode_runs_on_the_cpu(tmp_path: Path) -> None:
     """The GPU check's steps on the CPU with a tiny data set: every measurement is written."""
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke"],
                           cwd=REPO, env=environment(OUT=str(tmp_path), PYTHON=sys.executable),
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name, processes in (("run-time-fp32", 1), ("run-time-bf16", 1),
                             ("run-time-fp32-x2", 2)):

@@ -17,7 +17,6 @@ import reference_figures
 import sot_frame_shares
 import torch
 import yaml
-
 from helpers.entrypoints import error_line_problems, run_entry_point
 
 from sotddsp.core.command_line import EXIT_USER_ERROR, UserError
