@@ -31,9 +31,10 @@ from torch import Tensor
 from sotddsp.core.command_line import run_cli_main
 from sotddsp.data.datamodule import PreloadedSinusoidDataModule
 from sotddsp.data.synthetic import DEFAULT_DATA_PATH
+from sotddsp.dsp.metrics import CENT_TOLERANCE
 from sotddsp.model.checkpoints import load_checkpoint
 
-ALIAS_TOLERANCE_CENTS = 50.0  # RPA's tolerance: on an alias as RPA would call it on f0
+ALIAS_TOLERANCE_CENTS = CENT_TOLERANCE  # RPA's: on an alias as RPA would call it on f0
 
 
 def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor,
