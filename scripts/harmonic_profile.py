@@ -34,7 +34,7 @@ from sotddsp.data.synthetic import DEFAULT_DATA_PATH
 from sotddsp.dsp.metrics import CENT_TOLERANCE
 from sotddsp.model.checkpoints import load_checkpoint
 
-ALIAS_TOLERANCE_CENTS = CENT_TOLERANCE  # RPA's: on an alias as RPA would call it on f0
+ALIAS_TOLERANCE_CENTS = CENT_TOLERANCE  # RPA's, strict like RPA: on an alias as RPA would call it on f0
 
 
 def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor,
@@ -68,7 +68,7 @@ def profile(f0_true: Tensor, f0_pred: Tensor, amplitudes: Tensor,
         cents_off = (1200 * torch.log2(ratios / torch.tensor(rounded))).abs()
         summary["exact_aliases"] = sum(
             1 for n, k, off in zip(counts, rounded, cents_off.tolist(), strict=True)
-            if k > 1 and k * n <= amplitudes.shape[-1] and off <= ALIAS_TOLERANCE_CENTS)
+            if k > 1 and k * n <= amplitudes.shape[-1] and off < ALIAS_TOLERANCE_CENTS)
     return summary
 
 
