@@ -82,7 +82,8 @@ def reference_table(out: Path) -> bool:
 
 def still_training(root: Path) -> str:
     """A Markdown table of the runs under ``root`` whose training has not finished: each run's
-    last step and its latest validation (800 examples; from curves.csv, not a test result).
+    last step and its latest validation (800 examples; from curves.csv, not a test result); a
+    median |error| under 10 cents with one decimal.
     '' when every run has finished."""
     lines = []
     for run_dir in discover_runs(root):
@@ -95,8 +96,9 @@ def still_training(root: Path) -> str:
         step = recorded_step(run_dir)
         cents = val.get("median_cents_error", float("nan"))
         rpa = 100 * val.get("rpa", float("nan"))
+        cents_text = f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"  # 0.45 cents is not "0"
         lines.append(f"| {run_dir.parent.name}/{run_dir.name} | {step:,} | {int(val['step']):,} "
-                     f"| {cents:.0f} | {rpa:.1f} |")
+                     f"| {cents_text} | {rpa:.1f} |")
     if not lines:
         return ""
     header = ("| run still training | step | last validation at step "

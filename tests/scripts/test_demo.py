@@ -66,7 +66,8 @@ def test_live_seeds_are_matched_to_the_shipped_seed_of_the_same_experiment(
 
 def test_still_training_tables_only_the_unfinished_runs(tmp_path: Path) -> None:
     """A finished run (``done``) is left out; an unfinished one shows its last step and its
-    latest validation; one without a validation yet shows dashes."""
+    latest validation (a median |error| under 10 cents with one decimal); one without a
+    validation yet shows dashes."""
     for experiment, seed, rows, done in (
         ("SOT-2048", 1, [{"step": 220, "epoch": 4, "split": "val", "val/rpa": 0.684,
                           "val/median_cents_error": 3.2},
@@ -74,6 +75,8 @@ def test_still_training_tables_only_the_unfinished_runs(tmp_path: Path) -> None:
         ("SOT-2048", 2, [{"step": 220, "epoch": 4, "split": "val", "val/rpa": 0.0,
                           "val/median_cents_error": 3190.0}], True),
         ("MSS-Lin", 1, [{"step": 20, "epoch": 0, "split": "train", "train/loss": 0.4}], False),
+        ("MSS-Lin", 2, [{"step": 220, "epoch": 4, "split": "val", "val/rpa": 0.013,
+                         "val/median_cents_error": 1221.4}], False),
     ):
         run = run_directory(tmp_path, experiment, seed)
         run.mkdir(parents=True)
@@ -84,7 +87,8 @@ def test_still_training_tables_only_the_unfinished_runs(tmp_path: Path) -> None:
     lines = demo.still_training(tmp_path).splitlines()
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert cells == [["MSS-Lin/MSS-Lin-1", "–", "–", "–", "–"],
-                     ["SOT-2048/SOT-2048-1", "240", "220", "3", "68.4"]]
+                     ["MSS-Lin/MSS-Lin-2", "220", "220", "1221", "1.3"],  # >= 10 cents: whole
+                     ["SOT-2048/SOT-2048-1", "240", "220", "3.2", "68.4"]]  # < 10: one decimal
     for run in tmp_path.glob("*/*"):
         (run / DONE_MARKER).touch()
     assert demo.still_training(tmp_path) == ""
