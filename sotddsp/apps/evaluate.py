@@ -17,6 +17,11 @@ and median over seeds of LSD, RPA, RCA and -OD, plus a pYIN baseline row), ``ski
 sha256 of the checkpoint, the data file, the run's config and the evaluation code, written
 atomically, so a rerun (also after a kill) evaluates only what changed.
 
+``localization.md`` (also printed): per experiment, the seeds that localize f0 (median |error|
+<= 100 cents, the rule the short-budget study fixed in advance) with a 95 % Wilson interval and
+each seed's median |error|; with ``--short-budget SEEDS_CSV`` (a short-budget study's
+``seeds.csv``), that study's share beside it.
+
 A run still training is evaluated at its best checkpoint so far, and a note names it; with
 ``--finished-only`` it is left out of the table instead (a note names it), so that a mean over
 seeds never mixes a few-hundred-step run with finished ones.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import functools
 import gc
 import hashlib
@@ -53,6 +59,7 @@ from sotddsp.core.result_cache import ResultCache, file_sha256
 from sotddsp.core.result_tables import (
     BASELINE_NAME,
     DASH,
+    LOCALIZE_MAX_MEDIAN_CENTS,
     SOURCE_BASELINE,
     SOURCE_ORIGINAL,
     SOURCE_OURS,
@@ -61,6 +68,7 @@ from sotddsp.core.result_tables import (
     family_rows_table,
     render_family_markdown,
     render_latex,
+    render_localization_markdown,
     render_markdown,
     runs_csv,
     summarize,
@@ -222,7 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
                              "marker; the authors' released runs count as finished); the "
                              "others are named in a note, not evaluated. Default: every run, "
                              "an unfinished one at its best checkpoint so far")
+    parser.add_argument("--short-budget", type=Path, default=None, metavar="SEEDS_CSV",
+                        help="a short-budget study's seeds.csv (scripts/short_budget.py, e.g. "
+                             "reference-runs/short-budget/seeds.csv): its share of seeds that "
+                             "localize f0 is put beside this table's")
     return parser
+
+
+SHORT_BUDGET_COLUMNS = ("experiment", "median_abs_cents")
+
+
+def read_short_budget(path: Path) -> list[dict[str, Any]]:
+    """The rows of a short-budget ``seeds.csv`` (``experiment`` and ``median_abs_cents`` as a
+    float); a missing or malformed file is a UserError naming it."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"--short-budget {path}: cannot be read ({one_line(error)}); pass the "
+                        "seeds.csv that scripts/short_budget.py wrote") from None
+    missing = [c for c in SHORT_BUDGET_COLUMNS if not rows or c not in rows[0]]
+    if missing:
+        raise UserError(f"--short-budget {path}: no rows with the column(s) {', '.join(missing)}; "
+                        "pass the seeds.csv that scripts/short_budget.py wrote")
+    for number, row in enumerate(rows, start=2):
+        try:
+            row["median_abs_cents"] = float(row["median_abs_cents"])
+        except (TypeError, ValueError):
+            raise UserError(f"--short-budget {path}: line {number}: median_abs_cents "
+                            f"{row['median_abs_cents']!r} is not a number; regenerate it with "
+                            "scripts/short_budget.py --collect-only") from None
+    return rows
 
 
 def _resolve_device(device: str) -> str:
@@ -411,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     out: Path = args.out
+    short_budget = read_short_budget(args.short_budget) if args.short_budget else []
     evaluation = evaluate_all(args, out)
 
     rows = evaluation.rows
@@ -444,6 +483,15 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
         family_markdown = render_family_markdown(family_table)
         atomic_write_text(out / "families.md", family_markdown)
         markdown += "\n\n### Per instrument family (real-instrument set)\n\n" + family_markdown
+    localization = render_localization_markdown(rows, short_budget)
+    if localization:
+        atomic_write_text(out / "localization.md", localization)
+        budget_note = (f" Beside it, the short-budget study `{args.short_budget}`, same rule."
+                       if short_budget else "")
+        markdown += ("\n\n### Seeds that localize f0\n\nA seed localizes when its median "
+                     f"|error| is <= {LOCALIZE_MAX_MEDIAN_CENTS:.0f} cents on this test split "
+                     "(the rule fixed before any short-budget result); 95 % Wilson interval."
+                     + budget_note + "\n\n" + localization)
     print(markdown)
     log.info("%d run(s) evaluated, %d from the cache, %d skipped; results in %s",
              evaluation.evaluated, evaluation.from_cache, len(evaluation.skipped), out)

@@ -8,7 +8,8 @@ A run record has ``experiment``, ``source`` ("ours", "original" for the authors'
 The short-budget study (scripts/short_budget.py) has its own pure part here: the localization
 rule ``LOCALIZE_MAX_MEDIAN_CENTS``, ``wilson_interval``, ``seed_row`` (a run's test metrics as a
 seeds.csv row, ``SEED_COLUMNS``), ``seed_outcomes`` (per experiment: how many seeds localize,
-with a 95 % Wilson interval, and the spread of the median error) and its Markdown.
+with a 95 % Wilson interval, and the spread of the median error) and its Markdown;
+``render_localization_markdown`` applies the same rule to the runs of the paper's table.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "mark_best",
     "render_family_markdown",
     "render_latex",
+    "render_localization_markdown",
     "render_markdown",
     "render_seed_outcomes_markdown",
     "runs_csv",
@@ -523,6 +525,50 @@ def render_rank_comparisons_markdown(comparisons: Sequence[RankComparison]) -> s
 
 def _cell(value: Any, digits: int) -> str:
     return DASH if value is None else _fmt(float(value), digits)
+
+
+def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
+                                 short_budget: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Which seeds localize f0, per experiment, as one Markdown table ('' without trained runs).
+
+    ``rows``: run records (runs.csv's: ``experiment``, ``source``, ``seed``,
+    ``median_cents_error``); the baseline's are ignored. Per experiment (``label``): n, the
+    seeds that localize by ``LOCALIZE_MAX_MEDIAN_CENTS`` (k / n and the 95 % Wilson interval,
+    in %), and each seed's median |error| in cents (one decimal under 10). ``short_budget``:
+    seeds.csv rows of the short-budget study (``experiment``, ``median_abs_cents``); when given,
+    the same share for the experiment at that budget sits beside it ("–" where it has none).
+    """
+    trained = [r for r in rows if r["source"] != SOURCE_BASELINE]
+    if not trained:
+        return ""
+    per_seed: dict[str, list[str]] = {}
+    errors = []
+    for r in trained:
+        name = label(r["experiment"], r["source"])
+        cents = float(r["median_cents_error"])
+        errors.append({"experiment": name, "median_abs_cents": cents})
+        shown = f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"
+        seed = r["seed"] if r.get("seed") is not None else r.get("run", DASH)
+        per_seed.setdefault(name, []).append(f"{seed}: {shown}")
+    short = {o.experiment: o for o in seed_outcomes(short_budget)}
+
+    def share(o: SeedOutcome) -> str:
+        return f"{o.localized}/{o.n} | {100 * o.low:.1f} – {100 * o.high:.1f}"
+
+    header = ("| experiment | n | localize | 95 % Wilson (%) | each seed: median \\|error\\| "
+              "(cents) |")
+    rule = "|---|--:|--:|--:|---|"
+    if short_budget:
+        header += " short budget: localize | 95 % Wilson (%) |"
+        rule += "--:|--:|"
+    lines = [header, rule]
+    for o in seed_outcomes(errors):
+        line = f"| {o.experiment} | {o.n} | {share(o)} | {', '.join(per_seed[o.experiment])} |"
+        if short_budget:
+            line += f" {share(short[o.experiment])} |" if o.experiment in short \
+                else f" {DASH} | {DASH} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def render_seed_outcomes_markdown(outcomes: Sequence[SeedOutcome],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import json
 import math
 import shutil
@@ -377,6 +378,81 @@ def test_mark_best_handles_ties_and_closest_to_zero() -> None:
     assert result_tables.mark_best([-0.1, 0.1, 0.05, math.nan], "zero") == [
         "second", "second", "best", ""]
     assert result_tables.mark_best([3.0], "lower") == ["best"]
+
+
+def test_the_localization_table_applies_the_rule_per_seed_beside_the_short_budget() -> None:
+    """Per experiment: k / n seeds with a median |error| <= 100 cents (100.0 counts, 100.01 does
+    not), the 95 % Wilson interval of that share (1 / 2: 9.5-90.5 %, 0 / 10: 0.0-27.8 %,
+    0 / 1: 0.0-79.3 %), each seed's error; the baseline is left out; the short budget beside
+    it, a dash where the study has no such experiment."""
+    def run(experiment: str, seed: int, cents: float, source: str = "ours") -> dict[str, Any]:
+        return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
+                "source": source, "median_cents_error": cents}
+
+    rows = [run("SOT-2048", 42, 3195.2), run("SOT-2048", 123, 0.42), run("MSS-Lin", 42, 4440.3),
+            run("Edge", 1, 100.0), run("Edge", 2, 100.01),
+            {"experiment": "pYIN (baseline)", "run": "pyin", "seed": None, "source": "baseline",
+             "median_cents_error": 12.0}]
+    alone = result_tables.render_localization_markdown(rows)
+    assert "short budget" not in alone and "pYIN" not in alone
+    assert "| SOT-2048 | 2 | 1/2 | 9.5 – 90.5 | 42: 3195, 123: 0.4 |" in alone
+    assert "| MSS-Lin | 1 | 0/1 | 0.0 – 79.3 | 42: 4440 |" in alone
+    assert "| Edge | 2 | 1/2 | 9.5 – 90.5 | 1: 100, 2: 100 |" in alone
+    short = [{"experiment": "SOT-2048", "median_abs_cents": 400.0 + i} for i in range(10)]
+    beside = result_tables.render_localization_markdown(rows, short)
+    assert "| SOT-2048 | 2 | 1/2 | 9.5 – 90.5 | 42: 3195, 123: 0.4 | 0/10 | 0.0 – 27.8 |" in beside
+    assert "| MSS-Lin | 1 | 0/1 | 0.0 – 79.3 | 42: 4440 | – | – |" in beside
+    assert result_tables.render_localization_markdown(rows[-1:]) == ""
+
+
+def test_eval_paper_prints_the_localization_beside_a_short_budget_study(
+    evaluated: Path, trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """localization.md is written with the table; ``--short-budget`` puts a seeds.csv's share
+    beside it; a missing or malformed seeds.csv is one line naming the file, exit 2, before
+    anything is evaluated or written."""
+    runs = read_csv(evaluated / "runs.csv")
+    localization = (evaluated / "localization.md").read_text()
+    for experiment in ("SOT-2048", "MSS-Lin"):
+        n = sum(r["experiment"] == experiment for r in runs)
+        k = sum(float(r["median_cents_error"]) <= 100.0 for r in runs
+                if r["experiment"] == experiment)
+        assert f"| {experiment} | {n} | {k}/{n} |" in localization
+
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("experiment,seed,median_abs_cents\nSOT-2048,0,50\nSOT-2048,1,2000\n")
+    out = tmp_path / "results"
+    shutil.copytree(evaluated / "cache", out / "cache")
+    capsys.readouterr()
+    eval_paper.main(["--root", str(trained_root), "--out", str(out), "--device", "cpu",
+                     "--short-budget", str(seeds)])
+    printed = capsys.readouterr().out
+    assert "### Seeds that localize f0" in printed and f"`{seeds}`" in printed
+    lines = {line.split("|")[1].strip(): line for line in
+             (out / "localization.md").read_text().splitlines()[2:]}
+    assert lines["SOT-2048"].endswith("| 1/2 | 9.5 – 90.5 |")  # 50 cents localizes, 2000 not
+    assert lines["MSS-Lin"].endswith("| – | – |")  # the study has no MSS-Lin seed
+
+    def must_not_run(*args: Any) -> None:
+        raise AssertionError("evaluated despite a bad --short-budget")
+
+    monkeypatch.setattr(eval_paper, "evaluate_checkpoint", must_not_run)
+    bad_out = tmp_path / "bad"
+    for content, expected in ((None, "cannot be read"), ("experiment,seed\nA,1\n", "column"),
+                              ("experiment,median_abs_cents\nA,x\n", "line 2")):
+        bad = tmp_path / "bad.csv"
+        bad.unlink(missing_ok=True)
+        if content is not None:
+            bad.write_text(content)
+        argv = ["--root", str(trained_root), "--out", str(bad_out), "--device", "cpu",
+                "--short-budget", str(bad)]
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli_main(functools.partial(eval_paper.main, argv))
+        assert exit_info.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and str(bad) in errors[0] and expected in errors[0], errors
+        assert not bad_out.exists()
 
 
 # ----------------------------------------------------------------------------------------------
