@@ -3,8 +3,9 @@ show.
 
 1. the reference table: the finished runs at the paper's budget shipped in reference-runs/,
    evaluated from their checkpoints on the held-out test split (eval_paper.py --finished-only,
-   without the slower pYIN row): mean (std), median and n over seeds, each run's step, and a
-   note naming the runs still training, and a table of those runs' latest validation;
+   without the slower pYIN row): mean (std), median and n over seeds, each run's step, the
+   seeds that localize f0 beside the short-budget share, a note naming the runs still
+   training, and a table of those runs' latest validation;
 2. the shipped short-budget distribution: the share of seeds that localize f0 per experiment,
    with its 95 % Wilson interval (reference-runs/short-budget/summary.md, scripts/short_budget.py);
 3. a live short-budget run of seed 0 of SOT-2048 and of MSS-Lin (the cpu-quick preset: lr 1e-3,
@@ -71,8 +72,10 @@ def reference_table(out: Path) -> bool:
     if not runs:
         print("this checkout holds no reference run with a best checkpoint yet")
         return False
+    seeds = SHIPPED_STUDY / short_budget.SEEDS_CSV
+    beside = ["--short-budget", str(seeds)] if seeds.is_file() else []
     eval_paper.main(["--root", str(REFERENCE_ROOT), "--out", str(out / "reference"),
-                     "--device", "cpu", "--no-baseline", "--finished-only"])
+                     "--device", "cpu", "--no-baseline", "--finished-only", *beside])
     progress = still_training(REFERENCE_ROOT)
     if progress:
         print("\nThe runs still training, at their latest validation (validation split, from "
