@@ -534,22 +534,24 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
     ``rows``: run records (runs.csv's: ``experiment``, ``source``, ``seed``,
     ``median_cents_error``); the baseline's are ignored. Per experiment (``label``): n, the
     seeds that localize by ``LOCALIZE_MAX_MEDIAN_CENTS`` (k / n and the 95 % Wilson interval,
-    in %), and each seed's median |error| in cents (one decimal under 10). ``short_budget``:
+    in %), and each seed's median |error| in cents (one decimal under 10; by seed).
+    ``short_budget``:
     seeds.csv rows of the short-budget study (``experiment``, ``median_abs_cents``); when given,
     the same share for the experiment at that budget sits beside it ("–" where it has none).
     """
     trained = [r for r in rows if r["source"] != SOURCE_BASELINE]
     if not trained:
         return ""
-    per_seed: dict[str, list[str]] = {}
+    per_seed: dict[str, list[tuple[tuple[int, Any], str]]] = {}  # sorted by seed, then shown
     errors = []
     for r in trained:
         name = label(r["experiment"], r["source"])
         cents = float(r["median_cents_error"])
         errors.append({"experiment": name, "median_abs_cents": cents})
         shown = f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"
-        seed = r["seed"] if r.get("seed") is not None else r.get("run", DASH)
-        per_seed.setdefault(name, []).append(f"{seed}: {shown}")
+        seed = r.get("seed")
+        order = (0, int(seed)) if isinstance(seed, int) else (1, str(r.get("run", DASH)))
+        per_seed.setdefault(name, []).append((order, f"{order[1]}: {shown}"))
     short = {o.experiment: o for o in seed_outcomes(short_budget)}
 
     def share(o: SeedOutcome) -> str:
@@ -563,7 +565,7 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
         rule += "--:|--:|"
     lines = [header, rule]
     for o in seed_outcomes(errors):
-        line = f"| {o.experiment} | {o.n} | {share(o)} | {', '.join(per_seed[o.experiment])} |"
+        line = f"| {o.experiment} | {o.n} | {share(o)} | {', '.join(text for _, text in sorted(per_seed[o.experiment]))} |"
         if short_budget:
             line += f" {share(short[o.experiment])} |" if o.experiment in short \
                 else f" {DASH} | {DASH} |"

@@ -384,12 +384,12 @@ def test_the_localization_table_applies_the_rule_per_seed_beside_the_short_budge
     """Per experiment: k / n seeds with a median |error| <= 100 cents (100.0 counts, 100.01 does
     not), the 95 % Wilson interval of that share (1 / 2: 9.5-90.5 %, 0 / 10: 0.0-27.8 %,
     0 / 1: 0.0-79.3 %), each seed's error; the baseline is left out; the short budget beside
-    it, a dash where the study has no such experiment."""
+    it, a dash where the study has no such experiment. Seeds are listed in numeric order."""
     def run(experiment: str, seed: int, cents: float, source: str = "ours") -> dict[str, Any]:
         return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
                 "source": source, "median_cents_error": cents}
 
-    rows = [run("SOT-2048", 42, 3195.2), run("SOT-2048", 123, 0.42), run("MSS-Lin", 42, 4440.3),
+    rows = [run("SOT-2048", 123, 0.42), run("SOT-2048", 42, 3195.2), run("MSS-Lin", 42, 4440.3),
             run("Edge", 1, 100.0), run("Edge", 2, 100.01),
             {"experiment": "pYIN (baseline)", "run": "pyin", "seed": None, "source": "baseline",
              "median_cents_error": 12.0}]
