@@ -30,6 +30,7 @@ import short_budget
 from sotddsp.apps import evaluate as eval_paper
 from sotddsp.core.atomic_files import atomic_write_bytes
 from sotddsp.core.command_line import run_cli_main
+from sotddsp.core.result_tables import cents_text
 from sotddsp.core.run_layout import (
     BEST_CHECKPOINT_GLOB,
     CHECKPOINT_DIR,
@@ -99,9 +100,8 @@ def still_training(root: Path) -> str:
         step = recorded_step(run_dir)
         cents = val.get("median_cents_error", float("nan"))
         rpa = 100 * val.get("rpa", float("nan"))
-        cents_text = f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"  # 0.45 cents is not "0"
         lines.append(f"| {run_dir.parent.name}/{run_dir.name} | {step:,} | {int(val['step']):,} "
-                     f"| {cents_text} | {rpa:.1f} |")
+                     f"| {cents_text(cents)} | {rpa:.1f} |")
     if not lines:
         return ""
     header = ("| run still training | step | last validation at step "

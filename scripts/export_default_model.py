@@ -33,7 +33,7 @@ import yaml
 
 from sotddsp.apps.evaluate import config_data_path, data_file, evaluate_checkpoint
 from sotddsp.core.command_line import OneLineArgumentParser, UserError, run_cli_main
-from sotddsp.core.result_tables import SOURCE_OURS
+from sotddsp.core.result_tables import SOURCE_OURS, cents_text
 from sotddsp.core.run_layout import (
     DONE_MARKER,
     EXPERIMENTS_DIR,
@@ -132,7 +132,7 @@ def candidates_table(candidates: Sequence[Candidate]) -> str:
     for c in candidates:
         v = c.validation
         lines.append(f"| {c.run_dir.name} | {c.checkpoint.name} | {100 * v['val_rpa']:.1f} "
-                     f"| {v['val_median_cents_error']:.0f} | {v['val_lsd']:.2f} |")
+                     f"| {cents_text(v['val_median_cents_error'])} | {v['val_lsd']:.2f} |")
     return "\n".join(lines)
 
 

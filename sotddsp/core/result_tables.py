@@ -41,6 +41,7 @@ __all__ = [
     "Skipped",
     "TableRow",
     "breakdown_markdown",
+    "cents_text",
     "csv_text",
     "family_rows_table",
     "label",
@@ -527,6 +528,12 @@ def _cell(value: Any, digits: int) -> str:
     return DASH if value is None else _fmt(float(value), digits)
 
 
+def cents_text(cents: float) -> str:
+    """A median |error| in cents for a table: one decimal under 10 cents, whole cents above
+    (3.2 -> "3.2", 3195.7 -> "3196"), so a run on f0 never reads "0"."""
+    return f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"
+
+
 def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
                                  short_budget: Sequence[Mapping[str, Any]] = ()) -> str:
     """Which seeds localize f0, per experiment, as one Markdown table ('' without trained runs).
@@ -548,7 +555,7 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
         name = label(r["experiment"], r["source"])
         cents = float(r["median_cents_error"])
         errors.append({"experiment": name, "median_abs_cents": cents})
-        shown = f"{cents:.1f}" if cents < 10 else f"{cents:.0f}"
+        shown = cents_text(cents)
         seed = r.get("seed")
         order = (0, int(seed)) if isinstance(seed, int) else (1, str(r.get("run", DASH)))
         per_seed.setdefault(name, []).append((order, f"{order[1]}: {shown}"))
