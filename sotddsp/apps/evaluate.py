@@ -486,8 +486,8 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     localization = render_localization_markdown(rows, short_budget)
     if localization:
         atomic_write_text(out / "localization.md", localization)
-        budget_note = (f" Beside it, the short-budget study `{args.short_budget}`, same rule."
-                       if short_budget else "")
+        budget_note = (f" Beside it, the short-budget study `{args.short_budget}`, same rule, "
+                       "on the test split its runs were tested on." if short_budget else "")
         markdown += ("\n\n### Seeds that localize f0\n\nA seed localizes when its median "
                      f"|error| is <= {LOCALIZE_MAX_MEDIAN_CENTS:.0f} cents on this test split "
                      "(the rule fixed before any short-budget result); 95 % Wilson interval."

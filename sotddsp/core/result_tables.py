@@ -541,10 +541,10 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
     ``rows``: run records (runs.csv's: ``experiment``, ``source``, ``seed``,
     ``median_cents_error``); the baseline's are ignored. Per experiment (``label``): n, the
     seeds that localize by ``LOCALIZE_MAX_MEDIAN_CENTS`` (k / n and the 95 % Wilson interval,
-    in %), and each seed's median |error| in cents (one decimal under 10; by seed).
-    ``short_budget``:
-    seeds.csv rows of the short-budget study (``experiment``, ``median_abs_cents``); when given,
-    the same share for the experiment at that budget sits beside it ("–" where it has none).
+    in %), and each seed's median |error| in cents (``cents_text``; in order of seed).
+    ``short_budget``: seeds.csv rows of the short-budget study (``experiment``,
+    ``median_abs_cents``); when given, the same share for the experiment at that budget sits
+    beside it ("–" where it has none).
     """
     trained = [r for r in rows if r["source"] != SOURCE_BASELINE]
     if not trained:
@@ -572,7 +572,8 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
         rule += "--:|--:|"
     lines = [header, rule]
     for o in seed_outcomes(errors):
-        line = f"| {o.experiment} | {o.n} | {share(o)} | {', '.join(text for _, text in sorted(per_seed[o.experiment]))} |"
+        seeds = ", ".join(text for _, text in sorted(per_seed[o.experiment]))
+        line = f"| {o.experiment} | {o.n} | {share(o)} | {seeds} |"
         if short_budget:
             line += f" {share(short[o.experiment])} |" if o.experiment in short \
                 else f" {DASH} | {DASH} |"
