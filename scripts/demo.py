@@ -48,6 +48,7 @@ from sotddsp.model.runs import discover_runs, latest_validation, run_finished
 EXPERIMENTS = ("SOT-2048", "MSS-Lin")
 REFERENCE_ROOT = REPO / "reference-runs"
 SHIPPED_STUDY = short_budget.DEFAULT_ROOT
+SHIPPED_SEEDS = SHIPPED_STUDY / short_budget.SEEDS_CSV  # the study's per-seed table
 DATA = REPO / "data" / "40_1950_4096_04_1_4000_8_1_harmonic.pth"
 
 WHAT_EACH_SHOWS = """\
@@ -73,8 +74,7 @@ def reference_table(out: Path) -> bool:
     if not runs:
         print("this checkout holds no reference run with a best checkpoint yet")
         return False
-    seeds = SHIPPED_STUDY / short_budget.SEEDS_CSV
-    beside = ["--short-budget", str(seeds)] if seeds.is_file() else []
+    beside = ["--short-budget", str(SHIPPED_SEEDS)] if SHIPPED_SEEDS.is_file() else []
     eval_paper.main(["--root", str(REFERENCE_ROOT), "--out", str(out / "reference"),
                      "--device", "cpu", "--no-baseline", "--finished-only", *beside])
     progress = still_training(REFERENCE_ROOT)
@@ -113,15 +113,14 @@ def shipped_summary() -> list[dict[str, str]]:
     """Print the shipped study's per-experiment table; return its per-seed rows ([] if none)."""
     print("\n=== 2. the shipped short-budget distribution (reference-runs/short-budget/) ===")
     summary = SHIPPED_STUDY / short_budget.SUMMARY_MD
-    seeds = SHIPPED_STUDY / short_budget.SEEDS_CSV
-    if not summary.is_file() or not seeds.is_file():
+    if not summary.is_file() or not SHIPPED_SEEDS.is_file():
         print("this checkout ships no short-budget study")
         return []
     blocks = summary.read_text().strip().split("\n\n")
     rule = [b for b in blocks if b.startswith("Rule")]
     tables = [b for b in blocks if b.startswith("|")]
     print("\n\n".join(rule + tables[:1]))  # the rule, and the per-experiment table
-    with open(seeds, newline="") as handle:
+    with open(SHIPPED_SEEDS, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
