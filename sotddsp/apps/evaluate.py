@@ -483,6 +483,13 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
         family_markdown = render_family_markdown(family_table)
         atomic_write_text(out / "families.md", family_markdown)
         markdown += "\n\n### Per instrument family (real-instrument set)\n\n" + family_markdown
+        per_run = family_rows_table(rows, per_run=True)
+        atomic_write_text(out / "families_per_run.csv", csv_text(list(per_run[0]), per_run))
+        per_run_markdown = render_family_markdown(per_run, first_column="run")
+        atomic_write_text(out / "families_per_run.md", per_run_markdown)
+        if any(r["n"] > 1 for r in family_table):  # else the same numbers as the table above
+            markdown += ("\n\nThe same per run (a mean over seeds hides which seed found f0):"
+                         "\n\n" + per_run_markdown)
     localization = render_localization_markdown(rows, short_budget)
     if localization:
         atomic_write_text(out / "localization.md", localization)

@@ -320,13 +320,17 @@ def runs_csv(rows: Sequence[dict[str, Any]]) -> str:
     return csv_text([*RUN_COLUMNS, *CORE_METRICS, *extra], rows)
 
 
-def family_rows_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per experiment and instrument family: RPA and RCA (%) averaged over seeds, with n seeds."""
+def family_rows_table(rows: Sequence[dict[str, Any]], per_run: bool = False
+                      ) -> list[dict[str, Any]]:
+    """Per experiment and instrument family: RPA and RCA (%) and the median |error| (cents),
+    each averaged over the experiment's seeds, with n seeds. With ``per_run``, one row per run
+    and family (n = 1; the baseline keeps its experiment label): the mean over seeds hides a
+    bimodal outcome (a seed that found f0 beside one that did not)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         for family in row.get("families") or ():
-            row_label = label(row["experiment"], row["source"])
-            grouped.setdefault((row_label, family["family"]), []).append(family)
+            name = row["run"] if per_run and row["source"] != SOURCE_BASELINE else row["experiment"]
+            grouped.setdefault((label(name, row["source"]), family["family"]), []).append(family)
     return [
         {"experiment": name, "family": family, "n": len(items),
          "examples": items[0]["n_examples"],
@@ -337,12 +341,15 @@ def family_rows_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def render_family_markdown(table: Sequence[dict[str, Any]]) -> str:
-    """The per-family table as Markdown: one row per experiment, RPA / RCA (%) per family."""
+def render_family_markdown(table: Sequence[dict[str, Any]], first_column: str = "experiment"
+                           ) -> str:
+    """The per-family table as Markdown: one row per ``table`` label (an experiment, or a run
+    for ``family_rows_table(per_run=True)``; ``first_column`` heads them), RPA / RCA (%) per
+    family."""
     families = list(dict.fromkeys(r["family"] for r in table))
     experiments = list(dict.fromkeys(r["experiment"] for r in table))
     cell = {(r["experiment"], r["family"]): r for r in table}
-    lines = ["| experiment | " + " | ".join(f"{f} RPA / RCA (%)" for f in families) + " |",
+    lines = [f"| {first_column} | " + " | ".join(f"{f} RPA / RCA (%)" for f in families) + " |",
              "|---|" + "---:|" * len(families)]
     for experiment in experiments:
         values = []

@@ -455,6 +455,78 @@ def test_eval_paper_prints_the_localization_beside_a_short_budget_study(
         assert not bad_out.exists()
 
 
+def test_family_tables_average_over_seeds_and_list_each_run() -> None:
+    """families.md averages each experiment's seeds per family (a bimodal pair averages to the
+    middle); the per-run table keeps each run's own numbers, labels runs by name and the
+    baseline by its experiment, and marks the authors' runs "(original)"."""
+    def run(experiment: str, seed: int, rpa: float, source: str = "ours") -> dict[str, Any]:
+        families = [{"family": "strings", "n_examples": 3, "rpa": rpa, "rca": rpa,
+                     "median_cents_error": 1000 * (1 - rpa)},
+                    {"family": "all", "n_examples": 5, "rpa": rpa / 2, "rca": rpa,
+                     "median_cents_error": 10.0}]
+        return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
+                "source": source, "families": families}
+
+    rows = [run("SOT-2048", 42, 0.0), run("SOT-2048", 123, 0.8), run("SOT-2048", 7, 0.5, "original"),
+            {**run("pYIN (baseline)", 0, 1.0, "baseline"), "run": "pyin", "seed": None}]
+    mean = {(r["experiment"], r["family"]): r for r in result_tables.family_rows_table(rows)}
+    assert mean["SOT-2048", "strings"]["n"] == 2
+    assert mean["SOT-2048", "strings"]["rpa_percent"] == pytest.approx(40.0)
+    assert mean["SOT-2048", "all"]["rpa_percent"] == pytest.approx(20.0)
+    assert mean["SOT-2048 (original)", "strings"]["rpa_percent"] == pytest.approx(50.0)
+    per_run = {(r["experiment"], r["family"]): r
+               for r in result_tables.family_rows_table(rows, per_run=True)}
+    assert set(per_run) == {(name, family) for name in ("SOT-2048-42", "SOT-2048-123",
+                                                        "SOT-2048-7 (original)", "pYIN (baseline)")
+                            for family in ("strings", "all")}
+    assert all(r["n"] == 1 for r in per_run.values())
+    assert per_run["SOT-2048-123", "strings"]["rpa_percent"] == pytest.approx(80.0)
+    assert per_run["SOT-2048-42", "strings"]["median_cents_error"] == pytest.approx(1000.0)
+    markdown = result_tables.render_family_markdown(list(per_run.values()), first_column="run")
+    assert markdown.splitlines()[0].startswith("| run | strings RPA / RCA (%) | all RPA / RCA")
+    assert "| SOT-2048-123 | 80.0 / 80.0 | 40.0 / 80.0 |" in markdown
+
+
+def test_eval_paper_on_a_real_instrument_file_writes_the_family_tables_per_run(
+    evaluated: Path, trained_root: Path, tiny_data_path: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data file with per-example family records (the real-instrument format): families.md
+    holds each experiment's mean over its seeds, families_per_run.md each run; the means are
+    exactly the means of the runs' rows, and both are printed when an experiment has 2 seeds."""
+    from sotddsp.data.real import GENERATOR
+
+    data = torch.load(tiny_data_path, map_location="cpu", weights_only=True)
+    f0 = data["test_thetas"]["frequency"][:, 0].tolist()
+    data["meta"] = {**data["meta"], "generator": GENERATOR,
+                    "records": [{"family": ("strings", "flutes")[i % 2], "f0_hz": hz}
+                                for i, hz in enumerate(f0)]}
+    real = tmp_path / "tiny_real.pth"
+    torch.save(data, real)
+    out = tmp_path / "results"
+    capsys.readouterr()
+    eval_paper.main(["--root", str(trained_root), "--out", str(out), "--device", "cpu",
+                     "--no-baseline", "--data", str(real)])
+    printed = capsys.readouterr().out
+    assert "### Per instrument family" in printed and "The same per run" in printed
+    mean = {(r["experiment"], r["family"]): r for r in read_csv(out / "families.csv")}
+    per_run = read_csv(out / "families_per_run.csv")
+    assert {r["experiment"] for r in per_run} == {f"{e}-{s}" for e, s in RUNS}
+    assert {r["family"] for r in per_run} == {"strings", "flutes", "all"}
+    for (experiment, family), row in mean.items():
+        runs = [r for r in per_run if r["family"] == family
+                and r["experiment"].rsplit("-", 1)[0] == experiment]
+        assert int(row["n"]) == len(runs) == sum(e == experiment for e, _ in RUNS)
+        assert float(row["rpa_percent"]) == pytest.approx(
+            sum(float(r["rpa_percent"]) for r in runs) / len(runs), rel=1e-12)
+    runs_csv = {r["run"]: r for r in read_csv(out / "runs.csv")}
+    for r in per_run:
+        if r["family"] == "all":  # the "all" family is the run's whole test split
+            assert float(r["rpa_percent"]) == pytest.approx(
+                100 * float(runs_csv[r["experiment"]]["rpa"]), abs=1e-9)
+    assert (out / "families_per_run.md").read_text().startswith("| run |")
+
+
 # ----------------------------------------------------------------------------------------------
 # The pYIN baseline
 # ----------------------------------------------------------------------------------------------
