@@ -73,7 +73,9 @@ from sotddsp.core.result_tables import (
     LOCALIZE_MAX_MEDIAN_CENTS,
     SEED_COLUMNS,
     csv_text,
+    paired_comparisons,
     rank_comparisons,
+    render_paired_comparisons_markdown,
     render_rank_comparisons_markdown,
     render_seed_outcomes_markdown,
     seed_outcomes,
@@ -351,6 +353,13 @@ def write_outputs(root: Path, rows: list[dict[str, Any]], budgets: dict[str, str
         lines += [("Exploratory, not the rule fixed in advance: each pair of experiments "
                    "compared by their seeds' median |error| (Mann-Whitney U, two-sided; no "
                    "correction for the number of pairs)."), "", comparisons]
+    paired = render_paired_comparisons_markdown(paired_comparisons(rows))
+    if paired:
+        lines += [("Exploratory as well: runs of one seed in two experiments start from the same "
+                   "encoder weights and draw the same batches and dropout stream "
+                   "(tests/apps/test_paired_seeds.py), so each seed both ran is a pair; the "
+                   "pairs compared by their median |error| (Wilcoxon signed-rank, two-sided; no "
+                   "correction for the number of pairs)."), "", paired]
     missing = sorted({c for r in rows for c in SEED_COLUMNS if r.get(c) is None})
     if missing:
         lines += [(f"Some runs were tested before {', '.join(missing)} existed: shown as "

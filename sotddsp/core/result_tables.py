@@ -37,6 +37,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "Cell",
     "Column",
+    "PairedComparison",
     "SeedOutcome",
     "Skipped",
     "TableRow",
@@ -47,10 +48,12 @@ __all__ = [
     "label",
     "localizes",
     "mark_best",
+    "paired_comparisons",
     "render_family_markdown",
     "render_latex",
     "render_localization_markdown",
     "render_markdown",
+    "render_paired_comparisons_markdown",
     "render_seed_outcomes_markdown",
     "runs_csv",
     "seed_outcomes",
@@ -528,6 +531,63 @@ def render_rank_comparisons_markdown(comparisons: Sequence[RankComparison]) -> s
     for c in comparisons:
         lines.append(f"| {c.first} | {c.second} | {c.n_first} + {c.n_second} | {c.u_first:g} "
                      f"| {c.p_first_lower:.2f} | {c.p_value:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two experiments compared seed by seed: runs of one seed start from the same encoder
+    weights and draw the same batches and dropout stream (tests/apps/test_paired_seeds.py), so
+    each seed both ran is a pair. ``n`` seeds in both; in ``first_lower`` of them ``first``'s
+    median |error| (cents) is the lower, in ``second_lower`` the higher (equal: neither); the
+    two-sided p-value of the Wilcoxon signed-rank test on the n differences
+    (``scipy.stats.wilcoxon``, ``method="auto"``: exact for n <= 50 without ties or zero
+    differences), NaN when every difference is 0."""
+
+    first: str
+    second: str
+    n: int
+    first_lower: int
+    second_lower: int
+    p_value: float
+
+
+def paired_comparisons(rows: Sequence[Mapping[str, Any]]) -> list[PairedComparison]:
+    """Every pair of experiments of seeds.csv rows (in order of first appearance) that share at
+    least two seeds (``seed``): their ``PairedComparison`` over the shared seeds. Exploratory,
+    as ``rank_comparisons``; no correction for multiple pairs."""
+    from scipy.stats import wilcoxon
+
+    grouped: dict[str, dict[int, float]] = {}
+    for row in rows:
+        grouped.setdefault(row["experiment"], {})[int(row["seed"])] = float(
+            row["median_abs_cents"])
+    names = list(grouped)
+    comparisons = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            seeds = sorted(set(grouped[first]) & set(grouped[second]))
+            if len(seeds) < 2:
+                continue
+            a = np.array([grouped[first][s] for s in seeds])
+            b = np.array([grouped[second][s] for s in seeds])
+            p_value = (float(wilcoxon(a, b, alternative="two-sided", method="auto").pvalue)
+                       if np.any(a != b) else math.nan)
+            comparisons.append(PairedComparison(first, second, len(seeds), int(np.sum(a < b)),
+                                                int(np.sum(a > b)), p_value))
+    return comparisons
+
+
+def render_paired_comparisons_markdown(comparisons: Sequence[PairedComparison]) -> str:
+    """One Markdown table of ``paired_comparisons`` ('' when there is no pair)."""
+    if not comparisons:
+        return ""
+    lines = [("| first | second | seeds in both | first's error lower | second's error lower "
+             "| Wilcoxon two-sided p |"), "|---|---|--:|--:|--:|--:|"]
+    for c in comparisons:
+        p_text = DASH if math.isnan(c.p_value) else f"{c.p_value:.2g}"
+        lines.append(f"| {c.first} | {c.second} | {c.n} | {c.first_lower} | {c.second_lower} "
+                     f"| {p_text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,9 @@ from sotddsp.core.result_tables import (
     LOCALIZE_MAX_MEDIAN_CENTS,
     SEED_COLUMNS,
     localizes,
+    paired_comparisons,
     rank_comparisons,
+    render_paired_comparisons_markdown,
     render_rank_comparisons_markdown,
     render_seed_outcomes_markdown,
     seed_outcomes,
@@ -113,6 +115,30 @@ def test_rank_comparisons_exact_values_of_separated_and_interleaved_seeds() -> N
     table = render_rank_comparisons_markdown(separated)
     assert "| A | B | 3 + 3 | 0 | 1.00 | 0.1 |" in table
     assert render_rank_comparisons_markdown([]) == ""
+
+
+def test_paired_comparisons_exact_values_of_the_signed_rank_test() -> None:
+    """Exact identities of the Wilcoxon signed-rank test: 3 pairs all lower give the exact
+    two-sided p = 2 / 2^3 = 0.25, 10 pairs all lower 2 / 2^10; the differences (-1, +2, -3)
+    give W+ = 2, and of the 8 sign patterns 3 have W+ <= 2 (sums 0, 1, 2): p = 2 * 3/8 = 0.75.
+    Only seeds both experiments ran are paired; equal errors count on neither side; an
+    experiment sharing fewer than 2 seeds is left out."""
+    rows = (_rows({"A": [10, 20, 30], "B": [40, 50, 60]})
+            + [{"experiment": "C", "seed": 0, "median_abs_cents": 1.0}]
+            + [{"experiment": "A", "seed": 9, "median_abs_cents": 5.0}])  # seed 9: A only
+    (c,) = paired_comparisons(rows)
+    assert (c.first, c.second, c.n, c.first_lower, c.second_lower) == ("A", "B", 3, 3, 0)
+    assert c.p_value == pytest.approx(0.25)
+    ten = paired_comparisons(_rows({"A": list(range(10)), "B": list(range(100, 110))}))[0]
+    assert ten.p_value == pytest.approx(2 / 2**10)
+    mixed = paired_comparisons(_rows({"A": [10, 22, 30], "B": [11, 20, 33]}))[0]
+    assert (mixed.first_lower, mixed.second_lower) == (2, 1)
+    assert mixed.p_value == pytest.approx(0.75)
+    same = paired_comparisons(_rows({"A": [1, 2], "B": [1, 2]}))[0]
+    assert (same.first_lower, same.second_lower) == (0, 0) and math.isnan(same.p_value)
+    table = render_paired_comparisons_markdown([c, same])
+    assert "| A | B | 3 | 3 | 0 | 0.25 |" in table and "| A | B | 2 | 0 | 0 | – |" in table
+    assert render_paired_comparisons_markdown([]) == ""
 
 
 def test_seed_outcomes_count_localized_seeds_and_the_spread() -> None:
