@@ -466,13 +466,19 @@ class SeedOutcome:
         return self.localized / self.n
 
 
-def seed_outcomes(rows: Sequence[Mapping[str, Any]]) -> list[SeedOutcome]:
-    """Per experiment (in order of first appearance) of seeds.csv rows: the ``SeedOutcome``."""
+def _errors_by_experiment(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """seeds.csv rows' ``median_abs_cents`` (as floats) per experiment, in order of first
+    appearance."""
     grouped: dict[str, list[float]] = {}
     for row in rows:
         grouped.setdefault(row["experiment"], []).append(float(row["median_abs_cents"]))
+    return grouped
+
+
+def seed_outcomes(rows: Sequence[Mapping[str, Any]]) -> list[SeedOutcome]:
+    """Per experiment (in order of first appearance) of seeds.csv rows: the ``SeedOutcome``."""
     outcomes = []
-    for experiment, errors in grouped.items():
+    for experiment, errors in _errors_by_experiment(rows).items():
         values = np.asarray(errors, dtype=np.float64)
         k = sum(localizes(v) for v in errors)
         low, high = wilson_interval(k, len(errors))
@@ -508,9 +514,7 @@ def rank_comparisons(rows: Sequence[Mapping[str, Any]]) -> list[RankComparison]:
     not the localize rule fixed in advance, and no correction for multiple pairs is applied."""
     from scipy.stats import mannwhitneyu
 
-    grouped: dict[str, list[float]] = {}
-    for row in rows:
-        grouped.setdefault(row["experiment"], []).append(float(row["median_abs_cents"]))
+    grouped = _errors_by_experiment(rows)
     names = [name for name, values in grouped.items() if len(values) >= 2]
     comparisons = []
     for i, first in enumerate(names):
