@@ -372,9 +372,13 @@ def write_outputs(root: Path, rows: list[dict[str, Any]], budgets: dict[str, str
                              if r["experiment"] == o.experiment] for o in outcomes}
     notes = {o.experiment: f"{o.localized}/{o.n} localize\n95 % CI {100 * o.low:.0f}–"
              f"{100 * o.high:.0f} %" for o in outcomes}
+    seeds = {o.experiment: [int(r["seed"]) for r in rows if r["experiment"] == o.experiment]
+             for o in outcomes}
     figure = seed_strip_figure(values, LOCALIZE_MAX_MEDIAN_CENTS, notes,
-                               title="Short budget: each seed's test median |error|",
-                               threshold_label=f"≤ {LOCALIZE_MAX_MEDIAN_CENTS:g} cents: localizes")
+                               title="Short budget: each seed's test median |error| "
+                                     "(grey: one seed's runs, paired)",
+                               threshold_label=f"≤ {LOCALIZE_MAX_MEDIAN_CENTS:g} cents: localizes",
+                               seeds=seeds)
     atomic_write_bytes(root / SEEDS_FIGURE, figure_png(figure))
     return summary
 

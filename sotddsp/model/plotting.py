@@ -12,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -183,22 +185,32 @@ def rpa_per_seed_figure(rows: Sequence[dict[str, Any]]) -> Figure:
 def seed_strip_figure(
     values: dict[str, list[float]], threshold: float, notes: dict[str, str],
     ylabel: str = "test median |error| (cents)", title: str = "", floor: float = 1.0,
-    threshold_label: str = "",
+    threshold_label: str = "", seeds: dict[str, list[int]] | None = None,
 ) -> Figure:
     """One strip per experiment (``values``: experiment -> one value per seed) on a log y axis,
     each seed a dot (x jittered by a fixed generator), filled when it is <= ``threshold``
     (a dashed line), hollow otherwise; ``notes[experiment]`` is written above its strip (e.g.
     the share that localizes); ``threshold_label`` names the line in the legend. Values under
-    ``floor`` are drawn at ``floor``."""
+    ``floor`` are drawn at ``floor``. With ``seeds`` (experiment -> the seed of each value),
+    a thin grey line joins a seed's dots in neighbouring strips (runs of one seed are paired)."""
     names = list(values)
     figure, axis = plt.subplots(figsize=(max(4.5, 1.9 * len(names) + 1.5), 4.8))
     rng = np.random.default_rng(0)
+    points: dict[str, dict[int, tuple[float, float]]] = {}
     for i, name in enumerate(names):
         y = np.maximum(np.asarray(values[name], dtype=np.float64), floor)
         x = i + rng.uniform(-0.18, 0.18, size=y.shape)
         inside = y <= threshold
         axis.scatter(x[inside], y[inside], s=28, color="C0", zorder=3)
         axis.scatter(x[~inside], y[~inside], s=28, facecolors="none", edgecolors="C3", zorder=3)
+        if seeds is not None:
+            points[name] = {int(s): (float(a), float(b)) for s, a, b in zip(seeds[name], x, y)}
+    for left, right in itertools.pairwise(names):
+        if left in points and right in points:
+            for seed in sorted(points[left].keys() & points[right].keys()):
+                (x0, y0), (x1, y1) = points[left][seed], points[right][seed]
+                axis.plot([x0, x1], [y0, y1], color="0.6", lw=0.6, alpha=0.6, zorder=2,
+                          gid=f"pair-{left}-{right}-{seed}")
     axis.axhline(threshold, color="k", ls="--", lw=1.0,
                  label=threshold_label or f"≤ {threshold:g}")
     axis.set_yscale("log")
