@@ -20,7 +20,8 @@ atomically, so a rerun (also after a kill) evaluates only what changed.
 ``localization.md`` (also printed): per experiment, the seeds that localize f0 (median |error|
 <= 100 cents, the rule the short-budget study fixed in advance) with a 95 % Wilson interval and
 each seed's median |error|; with ``--short-budget SEEDS_CSV`` (a short-budget study's
-``seeds.csv``), that study's share beside it.
+``seeds.csv``), that study's share beside it; then the runs by seed where two experiments ran
+a common seed (``result_tables.render_seed_pairs_markdown``: a seed's runs are paired).
 
 A run still training is evaluated at its best checkpoint so far, and a note names it; with
 ``--finished-only`` it is left out of the table instead (a note names it), so that a mean over
@@ -70,6 +71,7 @@ from sotddsp.core.result_tables import (
     render_latex,
     render_localization_markdown,
     render_markdown,
+    render_seed_pairs_markdown,
     runs_csv,
     summarize,
     table_csv,
@@ -492,6 +494,11 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
                          "\n\n" + per_run_markdown)
     localization = render_localization_markdown(rows, short_budget)
     if localization:
+        pairs = render_seed_pairs_markdown(rows)
+        if pairs:
+            localization += ("\nBy seed: a seed's runs share their start, batches and dropout "
+                             "stream, so a row compares the losses from one start (median "
+                             "|error| in cents; ✓: localizes).\n\n" + pairs)
         atomic_write_text(out / "localization.md", localization)
         budget_note = (f" Beside it, the short-budget study `{args.short_budget}`, same rule, "
                        "on the test split its runs were tested on." if short_budget else "")

@@ -55,6 +55,7 @@ __all__ = [
     "render_markdown",
     "render_paired_comparisons_markdown",
     "render_seed_outcomes_markdown",
+    "render_seed_pairs_markdown",
     "runs_csv",
     "seed_outcomes",
     "seed_row",
@@ -649,6 +650,38 @@ def render_localization_markdown(rows: Sequence[Mapping[str, Any]],
             line += f" {share(short[o.experiment])} |" if o.experiment in short \
                 else f" {DASH} | {DASH} |"
         lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def render_seed_pairs_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """This project's trained runs by seed, as one Markdown table ('' unless two experiments
+    ran a common seed). Runs of one seed are paired: they start from the same encoder weights
+    and read the same batches with the same dropout stream (tests/apps/test_paired_seeds.py),
+    so a row compares the experiments from one start. ``rows``: run records (``experiment``,
+    ``source``, ``seed``, ``median_cents_error``); the baseline and the authors' runs are left
+    out. A row per seed that two or more experiments ran (in numeric order), a column per
+    experiment (in order of first appearance); a cell is the run's median |error| in cents
+    (``cents_text``), marked "✓" when it localizes, a dash where the experiment lacks the seed.
+    """
+    errors: dict[int, dict[str, float]] = {}
+    names: list[str] = []
+    for r in rows:
+        if r["source"] != SOURCE_OURS or not isinstance(r.get("seed"), int):
+            continue
+        if r["experiment"] not in names:
+            names.append(r["experiment"])
+        errors.setdefault(r["seed"], {})[r["experiment"]] = float(r["median_cents_error"])
+    shared = sorted(seed for seed, by_experiment in errors.items() if len(by_experiment) >= 2)
+    if not shared:
+        return ""
+    lines = ["| seed | " + " | ".join(names) + " |", "|--:|" + "--:|" * len(names)]
+    for seed in shared:
+        cells = []
+        for name in names:
+            cents = errors[seed].get(name)
+            cells.append(DASH if cents is None
+                         else cents_text(cents) + (" ✓" if localizes(cents) else ""))
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

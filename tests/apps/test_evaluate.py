@@ -405,6 +405,27 @@ def test_the_localization_table_applies_the_rule_per_seed_beside_the_short_budge
     assert result_tables.render_localization_markdown(rows[-1:]) == ""
 
 
+def test_the_seed_pairs_table_lines_up_each_seeds_runs() -> None:
+    """A row per seed two or more experiments ran (numeric order), a column per experiment; a
+    cell is the median |error| with a tick when it localizes (100.0 does, 100.01 not), a dash
+    where the experiment lacks the seed; the baseline and the authors' runs are left out."""
+    def run(experiment: str, seed: int, cents: float, source: str = "ours") -> dict[str, Any]:
+        return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
+                "source": source, "median_cents_error": cents}
+
+    rows = [run("SOT-2048", 123, 0.42), run("SOT-2048", 42, 3195.2), run("MSS-Lin", 42, 4440.3),
+            run("MSS-Lin", 123, 100.0), run("MSS-Lin", 456, 100.01), run("SOT-2048", 7, 5.0),
+            run("SOT-2048", 456, 2.0, "original"),
+            {"experiment": "pYIN (baseline)", "run": "pyin", "seed": None, "source": "baseline",
+             "median_cents_error": 12.0}]
+    lines = result_tables.render_seed_pairs_markdown(rows).splitlines()
+    assert lines == ["| seed | SOT-2048 | MSS-Lin |", "|--:|--:|--:|",
+                     "| 42 | 3195 | 4440 |", "| 123 | 0.4 ✓ | 100 ✓ |"]
+    assert result_tables.render_seed_pairs_markdown(rows[:2] + rows[-1:]) == ""
+    three = rows + [run("Variant", 456, 700.0)]
+    assert "| 456 | – | 100 | 700 |" in result_tables.render_seed_pairs_markdown(three)
+
+
 def test_eval_paper_prints_the_localization_beside_a_short_budget_study(
     evaluated: Path, trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
@@ -429,10 +450,14 @@ def test_eval_paper_prints_the_localization_beside_a_short_budget_study(
                      "--short-budget", str(seeds)])
     printed = capsys.readouterr().out
     assert "### Seeds that localize f0" in printed and f"`{seeds}`" in printed
-    lines = {line.split("|")[1].strip(): line for line in
-             (out / "localization.md").read_text().splitlines()[2:]}
+    table = (out / "localization.md").read_text().split("\n\n")[0]  # then the seed pairs
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert lines["SOT-2048"].endswith("| 1/2 | 9.5 – 90.5 |")  # 50 cents localizes, 2000 not
     assert lines["MSS-Lin"].endswith("| – | – |")  # the study has no MSS-Lin seed
+    # the module's runs: SOT-2048 seeds 1 and 2, MSS-Lin seed 1: seed 1 is a pair
+    assert "By seed" in printed and "| seed | " in printed
+    assert [line.split(" |")[0] for line in printed.splitlines()
+            if line.startswith(("| 1 |", "| 2 |"))] == ["| 1"]
 
     def must_not_run(*args: Any) -> None:
         raise AssertionError("evaluated despite a bad --short-budget")
