@@ -380,17 +380,21 @@ def test_mark_best_handles_ties_and_closest_to_zero() -> None:
     assert result_tables.mark_best([3.0], "lower") == ["best"]
 
 
+def _run_record(experiment: str, seed: int, cents: float, source: str = "ours"
+                ) -> dict[str, Any]:
+    """A run record as eval_paper's rows hold it, with only what the localization tables read."""
+    return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
+            "source": source, "median_cents_error": cents}
+
+
 def test_the_localization_table_applies_the_rule_per_seed_beside_the_short_budget() -> None:
     """Per experiment: k / n seeds with a median |error| <= 100 cents (100.0 counts, 100.01 does
     not), the 95 % Wilson interval of that share (1 / 2: 9.5-90.5 %, 0 / 10: 0.0-27.8 %,
     0 / 1: 0.0-79.3 %), each seed's error; the baseline is left out; the short budget beside
     it, a dash where the study has no such experiment. Seeds are listed in numeric order."""
-    def run(experiment: str, seed: int, cents: float, source: str = "ours") -> dict[str, Any]:
-        return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
-                "source": source, "median_cents_error": cents}
-
-    rows = [run("SOT-2048", 123, 0.42), run("SOT-2048", 42, 3195.2), run("MSS-Lin", 42, 4440.3),
-            run("Edge", 1, 100.0), run("Edge", 2, 100.01),
+    rows = [_run_record("SOT-2048", 123, 0.42), _run_record("SOT-2048", 42, 3195.2),
+            _run_record("MSS-Lin", 42, 4440.3), _run_record("Edge", 1, 100.0),
+            _run_record("Edge", 2, 100.01),
             {"experiment": "pYIN (baseline)", "run": "pyin", "seed": None, "source": "baseline",
              "median_cents_error": 12.0}]
     alone = result_tables.render_localization_markdown(rows)
@@ -409,20 +413,17 @@ def test_the_seed_pairs_table_lines_up_each_seeds_runs() -> None:
     """A row per seed two or more experiments ran (numeric order), a column per experiment; a
     cell is the median |error| with a tick when it localizes (100.0 does, 100.01 not), a dash
     where the experiment lacks the seed; the baseline and the authors' runs are left out."""
-    def run(experiment: str, seed: int, cents: float, source: str = "ours") -> dict[str, Any]:
-        return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
-                "source": source, "median_cents_error": cents}
-
-    rows = [run("SOT-2048", 123, 0.42), run("SOT-2048", 42, 3195.2), run("MSS-Lin", 42, 4440.3),
-            run("MSS-Lin", 123, 100.0), run("MSS-Lin", 456, 100.01), run("SOT-2048", 7, 5.0),
-            run("SOT-2048", 456, 2.0, "original"),
+    rows = [_run_record("SOT-2048", 123, 0.42), _run_record("SOT-2048", 42, 3195.2),
+            _run_record("MSS-Lin", 42, 4440.3), _run_record("MSS-Lin", 123, 100.0),
+            _run_record("MSS-Lin", 456, 100.01), _run_record("SOT-2048", 7, 5.0),
+            _run_record("SOT-2048", 456, 2.0, "original"),
             {"experiment": "pYIN (baseline)", "run": "pyin", "seed": None, "source": "baseline",
              "median_cents_error": 12.0}]
     lines = result_tables.render_seed_pairs_markdown(rows).splitlines()
     assert lines == ["| seed | SOT-2048 | MSS-Lin |", "|--:|--:|--:|",
                      "| 42 | 3195 | 4440 |", "| 123 | 0.4 ✓ | 100 ✓ |"]
     assert result_tables.render_seed_pairs_markdown(rows[:2] + rows[-1:]) == ""
-    three = rows + [run("Variant", 456, 700.0)]
+    three = rows + [_run_record("Variant", 456, 700.0)]
     assert "| 456 | – | 100 | 700 |" in result_tables.render_seed_pairs_markdown(three)
 
 
@@ -492,7 +493,8 @@ def test_family_tables_average_over_seeds_and_list_each_run() -> None:
         return {"experiment": experiment, "run": f"{experiment}-{seed}", "seed": seed,
                 "source": source, "families": families}
 
-    rows = [run("SOT-2048", 42, 0.0), run("SOT-2048", 123, 0.8), run("SOT-2048", 7, 0.5, "original"),
+    rows = [run("SOT-2048", 42, 0.0), run("SOT-2048", 123, 0.8),
+            run("SOT-2048", 7, 0.5, "original"),
             {**run("pYIN (baseline)", 0, 1.0, "baseline"), "run": "pyin", "seed": None}]
     mean = {(r["experiment"], r["family"]): r for r in result_tables.family_rows_table(rows)}
     assert mean["SOT-2048", "strings"]["n"] == 2

@@ -41,5 +41,5 @@ def test_the_same_seed_gives_every_experiment_the_same_start_and_no_loss_draws_r
         before = torch.get_rng_state()
         total, _ = model.loss.compute_terms(prediction, target)  # as in a training step
         assert torch.isfinite(total).all(), experiment
-        assert torch.equal(torch.get_rng_state(), before), f"{experiment}'s loss drew random numbers"
+        assert torch.equal(torch.get_rng_state(), before), f"{experiment}'s loss drew randomness"
 
