@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -518,12 +519,11 @@ def rank_comparisons(rows: Sequence[Mapping[str, Any]]) -> list[RankComparison]:
     grouped = _errors_by_experiment(rows)
     names = [name for name, values in grouped.items() if len(values) >= 2]
     comparisons = []
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            a, b = grouped[first], grouped[second]
-            result = mannwhitneyu(a, b, alternative="two-sided", method="auto")
-            comparisons.append(RankComparison(first, second, len(a), len(b),
-                                              float(result.statistic), float(result.pvalue)))
+    for first, second in itertools.combinations(names, 2):
+        a, b = grouped[first], grouped[second]
+        result = mannwhitneyu(a, b, alternative="two-sided", method="auto")
+        comparisons.append(RankComparison(first, second, len(a), len(b),
+                                          float(result.statistic), float(result.pvalue)))
     return comparisons
 
 
@@ -567,19 +567,17 @@ def paired_comparisons(rows: Sequence[Mapping[str, Any]]) -> list[PairedComparis
     for row in rows:
         grouped.setdefault(row["experiment"], {})[int(row["seed"])] = float(
             row["median_abs_cents"])
-    names = list(grouped)
     comparisons = []
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            seeds = sorted(set(grouped[first]) & set(grouped[second]))
-            if len(seeds) < 2:
-                continue
-            a = np.array([grouped[first][s] for s in seeds])
-            b = np.array([grouped[second][s] for s in seeds])
-            p_value = (float(wilcoxon(a, b, alternative="two-sided", method="auto").pvalue)
-                       if np.any(a != b) else math.nan)
-            comparisons.append(PairedComparison(first, second, len(seeds), int(np.sum(a < b)),
-                                                int(np.sum(a > b)), p_value))
+    for first, second in itertools.combinations(grouped, 2):
+        seeds = sorted(grouped[first].keys() & grouped[second].keys())
+        if len(seeds) < 2:
+            continue
+        a = np.array([grouped[first][s] for s in seeds])
+        b = np.array([grouped[second][s] for s in seeds])
+        p_value = (float(wilcoxon(a, b, alternative="two-sided", method="auto").pvalue)
+                   if np.any(a != b) else math.nan)
+        comparisons.append(PairedComparison(first, second, len(seeds), int(np.sum(a < b)),
+                                            int(np.sum(a > b)), p_value))
     return comparisons
 
 

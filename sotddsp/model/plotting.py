@@ -4,6 +4,7 @@ seeds (one strip per experiment)."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -11,8 +12,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-
-import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
